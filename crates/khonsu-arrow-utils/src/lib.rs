@@ -1,0 +1,1 @@
+//! khonsu-arrow-utils

@@ -1,0 +1,1 @@
+//! khonsu-core
