@@ -1,1 +1,25 @@
-//! khonsu-concurrency
+//! Khonsu concurrency control: the policy layer over `khonsu-core`.
+//!
+//! * [`TransactionIsolation`] and [`ConflictResolution`] — the two knobs.
+//! * [`DependencyTracker`] — a transaction's point reads (with the version
+//!   each saw), range reads and staged writes.
+//! * [`validate_serializable`] — commit-time validation of reads and scanned
+//!   ranges for `Serializable`.
+//! * [`resolve_write`] — write-write conflict detection and resolution
+//!   (`Fail`, `Replace`, `Ignore`, `Append`).
+//! * [`Conflict`] / [`Error`] — what lost, where, and why.
+//!
+//! This crate decides; it performs no I/O and starts no threads. The commit
+//! pipeline that calls it lives in `khonsu-txn`.
+
+mod error;
+mod options;
+mod resolve;
+mod tracker;
+mod validate;
+
+pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result};
+pub use options::{ConflictResolution, ParseOptionError, TransactionIsolation};
+pub use resolve::{Resolved, WriteOutcome, WritePolicy, resolve_write};
+pub use tracker::{DependencyTracker, RangeRead, StagedWrite};
+pub use validate::validate_serializable;

@@ -1,1 +1,48 @@
-//! khonsu-core
+//! Khonsu core: keys, timestamps and the multi-version Transaction Buffer.
+//!
+//! This crate holds the mechanism every higher layer builds on, and no
+//! policy: it does not decide which transaction wins a conflict (that is
+//! `khonsu-concurrency`) and performs no I/O (that is `khonsu-storage`).
+//!
+//! * [`Key`] — an ordered, cheap-to-clone byte string.
+//! * [`TimestampOracle`] — one monotonic clock; commit tickets publish in
+//!   order so snapshots see whole commits only.
+//! * [`SnapshotRegistry`] — the open snapshots, and from them the watermark
+//!   below which old versions are garbage.
+//! * [`TxnBuffer`] — every committed version in one
+//!   `crossbeam_skiplist::SkipMap`, per-key write intents, snapshot reads as
+//!   one seek, and reclamation of unreachable versions (unlinked by the
+//!   buffer, freed by `crossbeam-epoch`).
+//!
+//! ```
+//! use khonsu_core::{Key, SnapshotRegistry, TimestampOracle, TxnBuffer};
+//!
+//! let oracle = TimestampOracle::new(0);
+//! let snapshots = SnapshotRegistry::new();
+//! let buffer = TxnBuffer::new();
+//!
+//! // A commit: take the intent, get a timestamp, install, publish.
+//! let key = Key::from("answer");
+//! let intent = buffer.lock(&key, 0).unwrap();
+//! let ticket = oracle.allocate().unwrap();
+//! intent.install(ticket.ts(), None, snapshots.watermark(&oracle));
+//! ticket.publish();
+//!
+//! let (snapshot, ts) = snapshots.register(&oracle);
+//! assert_eq!(buffer.read_at(&key, ts).commit_ts, 1); // a tombstone, committed at 1
+//! snapshots.release(snapshot);
+//! ```
+
+mod buffer;
+mod error;
+mod key;
+mod snapshots;
+mod timestamp;
+mod version;
+
+pub use buffer::{BufferStats, IntentState, KeyIntent, TxnBuffer};
+pub use error::{Error, Result};
+pub use key::{INLINE_KEY_LEN, Key};
+pub use snapshots::{RegisteredSnapshot, SnapshotRegistry};
+pub use timestamp::{CommitTicket, MAX_TIMESTAMP, Timestamp, TimestampOracle};
+pub use version::VersionedValue;

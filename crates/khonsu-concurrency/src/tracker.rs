@@ -1,0 +1,204 @@
+//! [`DependencyTracker`]: what a transaction read and wrote.
+
+use std::collections::BTreeMap;
+use std::collections::btree_map;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use khonsu_core::{Key, Timestamp};
+
+/// A write staged by a transaction, not yet committed.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StagedWrite {
+    /// The key gets this batch.
+    Put(Arc<RecordBatch>),
+    /// The key is deleted.
+    Delete,
+}
+
+impl StagedWrite {
+    /// The value a read of the key returns inside the transaction.
+    #[must_use]
+    pub fn value(&self) -> Option<Arc<RecordBatch>> {
+        match self {
+            Self::Put(b) => Some(Arc::clone(b)),
+            Self::Delete => None,
+        }
+    }
+}
+
+/// A range read by `scan` or `scan_prefix`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RangeRead {
+    /// Start bound.
+    pub start: Bound<Key>,
+    /// End bound.
+    pub end: Bound<Key>,
+}
+
+/// The footprint of one transaction: its point reads (with the version each
+/// observed, including reads of absent keys), its range reads, and its
+/// staged writes.
+///
+/// Validation ([`validate_serializable`](crate::validate_serializable)) and
+/// conflict resolution ([`resolve_write`](crate::resolve_write)) work from
+/// this footprint. Reads of keys the transaction already wrote are not
+/// dependencies (they see the transaction's own write) and are not recorded.
+///
+/// Point reads are an append-only `Vec` (no hashing on the read path);
+/// [`seal`](Self::seal) sorts and de-duplicates them once at commit.
+///
+/// ```
+/// use khonsu_concurrency::{DependencyTracker, StagedWrite};
+/// use khonsu_core::Key;
+///
+/// let mut tracker = DependencyTracker::new(true);
+/// tracker.record_read(&Key::from("a"), 4);
+/// tracker.record_write(Key::from("a"), StagedWrite::Delete);
+/// tracker.record_write(Key::from("b"), StagedWrite::Delete);
+/// tracker.seal();
+/// assert_eq!(tracker.read_base(&Key::from("a")), Some(4)); // read-modify-write
+/// assert_eq!(tracker.read_base(&Key::from("b")), None);    // blind write
+/// ```
+#[derive(Debug, Default)]
+pub struct DependencyTracker {
+    point_reads: Vec<(Key, Timestamp)>,
+    range_reads: Vec<RangeRead>,
+    writes: BTreeMap<Key, StagedWrite>,
+    track_ranges: bool,
+    sealed: bool,
+}
+
+impl DependencyTracker {
+    /// An empty footprint; `track_ranges` is whether range reads matter
+    /// (only `Serializable` validates them).
+    #[must_use]
+    pub fn new(track_ranges: bool) -> Self {
+        Self {
+            track_ranges,
+            ..Self::default()
+        }
+    }
+
+    /// Records that `key` was read and which version was seen (`0` when the
+    /// key had no version at all).
+    #[inline]
+    pub fn record_read(&mut self, key: &Key, observed_ts: Timestamp) {
+        self.point_reads.push((key.clone(), observed_ts));
+        self.sealed = false;
+    }
+
+    /// Records a range read.
+    pub fn record_range(&mut self, start: Bound<Key>, end: Bound<Key>) {
+        if self.track_ranges {
+            self.range_reads.push(RangeRead { start, end });
+        }
+    }
+
+    /// Stages a write (replacing an earlier staged write of the same key).
+    pub fn record_write(&mut self, key: Key, write: StagedWrite) {
+        self.writes.insert(key, write);
+    }
+
+    /// The staged write of `key`, if any (read-your-own-writes).
+    #[must_use]
+    #[inline]
+    pub fn staged(&self, key: &[u8]) -> Option<&StagedWrite> {
+        if self.writes.is_empty() {
+            return None;
+        }
+        self.writes.get(key)
+    }
+
+    /// Whether `key` has a staged write.
+    #[must_use]
+    pub fn writes_key(&self, key: &Key) -> bool {
+        self.writes.contains_key(key)
+    }
+
+    /// Staged writes in key order (the order commit takes write intents in).
+    pub fn writes(&self) -> btree_map::Iter<'_, Key, StagedWrite> {
+        self.writes.iter()
+    }
+
+    /// Staged writes inside a range, in key order. The caller ensures the
+    /// range is not inverted.
+    pub fn writes_in(
+        &self,
+        start: Bound<&Key>,
+        end: Bound<&Key>,
+    ) -> btree_map::Range<'_, Key, StagedWrite> {
+        self.writes.range::<Key, _>((start, end))
+    }
+
+    /// Number of staged writes.
+    #[must_use]
+    pub fn write_count(&self) -> usize {
+        self.writes.len()
+    }
+
+    /// Whether the transaction has written nothing.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Point reads recorded so far (sorted and de-duplicated after
+    /// [`seal`](Self::seal)).
+    #[must_use]
+    pub fn point_reads(&self) -> &[(Key, Timestamp)] {
+        &self.point_reads
+    }
+
+    /// Range reads recorded so far.
+    #[must_use]
+    pub fn range_reads(&self) -> &[RangeRead] {
+        &self.range_reads
+    }
+
+    /// Sorts point reads by key and keeps, per key, the newest version seen
+    /// (at `ReadCommitted` a later read may see a newer version).
+    pub fn seal(&mut self) {
+        if !self.sealed {
+            self.point_reads
+                .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+            self.point_reads.dedup_by(|later, first| later.0 == first.0);
+            self.sealed = true;
+        }
+    }
+
+    /// For a written key that the transaction read before writing it (a
+    /// read-modify-write), the version it read; `None` for a blind write.
+    /// Call [`seal`](Self::seal) first.
+    #[must_use]
+    pub fn read_base(&self, key: &Key) -> Option<Timestamp> {
+        debug_assert!(self.sealed, "seal() before read_base()");
+        self.point_reads
+            .binary_search_by(|(k, _)| k.cmp(key))
+            .ok()
+            .and_then(|i| self.point_reads.get(i))
+            .map(|(_, ts)| *ts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_keeps_the_newest_observation_per_key() {
+        let mut t = DependencyTracker::new(false);
+        t.record_read(&Key::from("b"), 3);
+        t.record_read(&Key::from("a"), 1);
+        t.record_read(&Key::from("b"), 7);
+        t.record_range(Bound::Unbounded, Bound::Unbounded);
+        t.seal();
+        assert_eq!(
+            t.point_reads(),
+            &[(Key::from("a"), 1), (Key::from("b"), 7)]
+        );
+        assert!(t.range_reads().is_empty(), "ranges not tracked when off");
+        assert_eq!(t.read_base(&Key::from("c")), None);
+    }
+}

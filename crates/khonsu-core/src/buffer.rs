@@ -1,0 +1,583 @@
+//! The Transaction Buffer: every committed version of every key, in one
+//! lock-free `crossbeam_skiplist::SkipMap`.
+
+use std::ops::{Bound, ControlFlow};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use arrow_array::RecordBatch;
+use crossbeam_queue::SegQueue;
+use crossbeam_skiplist::SkipMap;
+use crossbeam_skiplist::map::Entry;
+use crossbeam_utils::Backoff;
+
+use crate::error::{IntentBusySnafu, Result};
+use crate::version::{HEAD_TS, Slot, VersionKey, version_range};
+use crate::{Key, Timestamp, VersionedValue};
+
+// A key's head entry carries one 64-bit state word:
+//
+//   bit 63  LOCKED  a committer holds the key's write intent
+//   bit 62  DEAD    the head is being unlinked (key fully reclaimed); lockers retry
+//   bit 61  QUEUED  the key sits in the deferred-reclamation queue
+//   0..=60          commit timestamp of the key's newest version (0: none yet)
+const LOCKED: u64 = 1 << 63;
+const DEAD: u64 = 1 << 62;
+const QUEUED: u64 = 1 << 61;
+const TS_MASK: u64 = QUEUED - 1;
+
+/// The state of a key's write intent, as a validator sees it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct IntentState {
+    /// Commit timestamp of the key's newest committed version (0: none).
+    pub latest_ts: Timestamp,
+    /// Whether a committer holds the key's write intent right now.
+    pub locked: bool,
+}
+
+impl IntentState {
+    fn from_word(word: u64) -> Self {
+        Self {
+            latest_ts: word & TS_MASK,
+            locked: word & LOCKED != 0 && word & DEAD == 0,
+        }
+    }
+}
+
+/// Counts of what the buffer holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BufferStats {
+    /// Keys the buffer tracks (each has a head entry; deleted keys count
+    /// until their tombstone is reclaimed).
+    pub keys: usize,
+    /// Versions held, tombstones included.
+    pub versions: usize,
+}
+
+/// What one reclamation pass over a key left behind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Pruned {
+    /// Versions still held for the key.
+    remaining: usize,
+    /// Whether the newest remaining version is a tombstone.
+    newest_is_tombstone: bool,
+}
+
+/// The shared multi-version store of committed data.
+///
+/// All versions live in one `SkipMap` ordered by (key ascending, commit
+/// timestamp descending), with one *head* entry per key in front of its
+/// versions (see the layout on [`VersionedValue`]'s neighbour
+/// `VersionKey`). A snapshot read is a single `lower_bound` seek; a range
+/// scan is one ordered walk.
+///
+/// **What is atomic.** Each skiplist operation is linearizable. A commit
+/// touching several keys is made atomic one level up: the writer takes each
+/// key's *write intent* (the `LOCKED` bit in the head's state word, taken in
+/// key order), installs versions stamped with its commit timestamp, and only
+/// then is that timestamp published by the
+/// [`TimestampOracle`](crate::TimestampOracle); snapshots never read past the
+/// published timestamp, so they see all of a commit or none of it. Readers
+/// never take intents: readers never block writers, writers never block
+/// readers.
+///
+/// **How memory is reclaimed.** A version is garbage once a newer version
+/// exists at or below the watermark (the oldest open snapshot, see
+/// [`SnapshotRegistry`](crate::SnapshotRegistry)). The committer of a key
+/// unlinks that key's garbage right after installing; keys that still hold
+/// extra versions are queued (a `SegQueue`) and revisited by later commits,
+/// and [`collect_garbage`](Self::collect_garbage) sweeps everything.
+/// Unlinked nodes are freed by `crossbeam-epoch` once no thread can still be
+/// traversing them, so memory stays bounded under endless overwrites.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use khonsu_core::{Key, TxnBuffer};
+///
+/// let batch = |v: i64| {
+///     Arc::new(RecordBatch::try_from_iter([(
+///         "v",
+///         Arc::new(Int64Array::from(vec![v])) as _,
+///     )]).unwrap())
+/// };
+/// let buffer = TxnBuffer::new();
+/// let key = Key::from("k");
+/// buffer.lock(&key, 0).unwrap().install(5, Some(batch(1)), 0);
+/// buffer.lock(&key, 0).unwrap().install(9, Some(batch(2)), 0);
+///
+/// assert_eq!(buffer.read_at(&key, 4).commit_ts, 0);       // before the first commit
+/// assert_eq!(buffer.read_at(&key, 7).commit_ts, 5);       // sees the first version
+/// assert_eq!(buffer.read_at(&key, 100).commit_ts, 9);     // sees the newest
+/// ```
+#[derive(Debug, Default)]
+pub struct TxnBuffer {
+    map: SkipMap<VersionKey, Slot>,
+    deferred: SegQueue<Key>,
+}
+
+impl TxnBuffer {
+    /// An empty buffer.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The version of `key` a snapshot at `ts` sees: one seek.
+    #[must_use]
+    #[inline]
+    pub fn read_at(&self, key: &Key, ts: Timestamp) -> VersionedValue {
+        let probe = VersionKey::new(key.clone(), ts.min(HEAD_TS - 1));
+        match self.map.lower_bound(Bound::Included(&probe)) {
+            Some(entry) if entry.key().key == *key && !entry.key().is_head() => VersionedValue {
+                commit_ts: entry.key().ts,
+                value: entry.value().value.clone(),
+            },
+            _ => VersionedValue::default(),
+        }
+    }
+
+    /// The newest committed version of `key` whatever the snapshot (used
+    /// by committers holding the key's intent).
+    #[must_use]
+    pub fn read_latest(&self, key: &Key) -> VersionedValue {
+        self.read_at(key, HEAD_TS - 1)
+    }
+
+    /// Every key in `range` with a live value at snapshot `ts`, in key order.
+    #[must_use]
+    pub fn scan_at(
+        &self,
+        start: Bound<&Key>,
+        end: Bound<&Key>,
+        ts: Timestamp,
+    ) -> Vec<(Key, Arc<RecordBatch>)> {
+        let mut out = Vec::new();
+        // Entries come as head, newest .. oldest version, next head, ...
+        // The first version at or below `ts` of each key is the visible one.
+        let mut decided: Option<Key> = None;
+        for entry in self.map.range(version_range(start, end)) {
+            let vk = entry.key();
+            if vk.is_head() || vk.ts > ts || decided.as_ref() == Some(&vk.key) {
+                continue;
+            }
+            decided = Some(vk.key.clone());
+            if let Some(batch) = &entry.value().value {
+                out.push((vk.key.clone(), Arc::clone(batch)));
+            }
+        }
+        out
+    }
+
+    /// The intent state of `key`, or `None` if the buffer has never seen it
+    /// (or has fully reclaimed it).
+    #[must_use]
+    pub fn intent_state(&self, key: &Key) -> Option<IntentState> {
+        let head = VersionKey::new(key.clone(), HEAD_TS);
+        self.map
+            .get(&head)
+            .map(|e| IntentState::from_word(e.value().state.load(Ordering::SeqCst)))
+    }
+
+    /// Visits the intent state of every key in a range, in key order, until
+    /// `visit` breaks.
+    pub fn for_each_intent<B>(
+        &self,
+        start: Bound<&Key>,
+        end: Bound<&Key>,
+        mut visit: impl FnMut(&Key, IntentState) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        for entry in self.map.range(version_range(start, end)) {
+            if entry.key().is_head() {
+                let state = IntentState::from_word(entry.value().state.load(Ordering::SeqCst));
+                visit(&entry.key().key, state)?;
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Takes the write intent on `key`, creating the key's head if needed.
+    ///
+    /// While another committer holds the intent this waits (spinning, then
+    /// yielding) at most `max_waits` times; callers that would abort anyway
+    /// once the holder commits pass `0` to fail fast.
+    ///
+    /// # Errors
+    /// [`Error::IntentBusy`](crate::Error::IntentBusy) when the wait budget
+    /// runs out.
+    pub fn lock(&self, key: &Key, max_waits: u32) -> Result<KeyIntent<'_>> {
+        let mut waits = 0_u32;
+        let backoff = Backoff::new();
+        loop {
+            let entry = self
+                .map
+                .get_or_insert(VersionKey::new(key.clone(), HEAD_TS), Slot::head());
+            let state = &entry.value().state;
+            loop {
+                let word = state.load(Ordering::SeqCst);
+                if word & DEAD != 0 {
+                    // The head is being unlinked; look it up (or create it) again.
+                    break;
+                }
+                if word & LOCKED != 0 {
+                    snafu::ensure!(
+                        waits < max_waits,
+                        IntentBusySnafu {
+                            key: key.clone(),
+                            spins: waits
+                        }
+                    );
+                    waits += 1;
+                    backoff.snooze();
+                    continue;
+                }
+                if state
+                    .compare_exchange_weak(word, word | LOCKED, Ordering::SeqCst, Ordering::SeqCst)
+                    .is_ok()
+                {
+                    return Ok(KeyIntent {
+                        buffer: self,
+                        entry,
+                        latest_ts: word & TS_MASK,
+                        finished: false,
+                    });
+                }
+            }
+            backoff.spin();
+        }
+    }
+
+    /// Takes the intent only if it is free right now.
+    fn try_lock(&self, key: &Key) -> Option<KeyIntent<'_>> {
+        let entry = self.map.get(&VersionKey::new(key.clone(), HEAD_TS))?;
+        let word = entry.value().state.load(Ordering::SeqCst);
+        if word & (LOCKED | DEAD) != 0 {
+            return None;
+        }
+        entry
+            .value()
+            .state
+            .compare_exchange(word, word | LOCKED, Ordering::SeqCst, Ordering::SeqCst)
+            .ok()?;
+        Some(KeyIntent {
+            buffer: self,
+            entry,
+            latest_ts: word & TS_MASK,
+            finished: false,
+        })
+    }
+
+    /// Unlinks the versions of `key` that no snapshot at or after
+    /// `watermark` can see. The caller holds the key's intent.
+    fn prune_locked(&self, key: &Key, watermark: Timestamp) -> Pruned {
+        let mut remaining = 0;
+        let mut newest_is_tombstone = false;
+        let mut floor: Option<(Timestamp, bool)> = None;
+        let versions = self.map.range(version_range(
+            Bound::Included(key),
+            Bound::Included(key),
+        ));
+        for entry in versions {
+            if entry.key().is_head() {
+                continue;
+            }
+            let tombstone = entry.value().value.is_none();
+            if remaining == 0 {
+                newest_is_tombstone = tombstone;
+            }
+            remaining += 1;
+            if entry.key().ts <= watermark {
+                floor = Some((entry.key().ts, tombstone));
+                break;
+            }
+        }
+        let Some((floor_ts, floor_is_tombstone)) = floor else {
+            return Pruned {
+                remaining,
+                newest_is_tombstone,
+            };
+        };
+        // Everything older than the floor version is invisible to every
+        // snapshot: the floor shadows it. Remove oldest-last, one seek each.
+        let floor_key = VersionKey::new(key.clone(), floor_ts);
+        while let Some(older) = self.map.lower_bound(Bound::Excluded(&floor_key)) {
+            if older.key().key != *key {
+                break;
+            }
+            older.remove();
+        }
+        // A tombstone at the floor reads the same as no version at all.
+        if floor_is_tombstone {
+            self.map.remove(&floor_key);
+            remaining -= 1;
+        }
+        Pruned {
+            remaining,
+            newest_is_tombstone,
+        }
+    }
+
+    /// Revisits up to `budget` keys queued for deferred reclamation.
+    /// Called by committers; cheap when the queue is empty.
+    pub fn collect_deferred(&self, watermark: Timestamp, budget: usize) {
+        for _ in 0..budget {
+            let Some(key) = self.deferred.pop() else {
+                return;
+            };
+            self.collect_key(&key, watermark, true);
+        }
+    }
+
+    /// Reclaims everything no snapshot at or after `watermark` can see,
+    /// across all keys, and drops keys whose last version is a reclaimed
+    /// tombstone. Keys whose intent is held right now are skipped (their
+    /// committer reclaims them).
+    pub fn collect_garbage(&self, watermark: Timestamp) {
+        let mut keys = Vec::new();
+        for entry in &self.map {
+            if entry.key().is_head() {
+                keys.push(entry.key().key.clone());
+            }
+        }
+        for key in &keys {
+            self.collect_key(key, watermark, false);
+        }
+        // Hand this thread's deferred frees to the global epoch collector.
+        crossbeam_epoch::pin().flush();
+    }
+
+    fn collect_key(&self, key: &Key, watermark: Timestamp, from_queue: bool) {
+        let head = VersionKey::new(key.clone(), HEAD_TS);
+        if from_queue && let Some(entry) = self.map.get(&head) {
+            entry.value().state.fetch_and(!QUEUED, Ordering::SeqCst);
+        }
+        let Some(intent) = self.try_lock(key) else {
+            if from_queue {
+                self.enqueue(key);
+            }
+            return;
+        };
+        let pruned = self.prune_locked(key, watermark);
+        if pruned.remaining == 0 {
+            intent.unlink_head();
+        } else {
+            if pruned.remaining > 1 || pruned.newest_is_tombstone {
+                self.enqueue(key);
+            }
+            intent.release();
+        }
+    }
+
+    fn enqueue(&self, key: &Key) {
+        if let Some(entry) = self.map.get(&VersionKey::new(key.clone(), HEAD_TS)) {
+            let before = entry.value().state.fetch_or(QUEUED, Ordering::SeqCst);
+            if before & (QUEUED | DEAD) == 0 {
+                self.deferred.push(key.clone());
+            }
+        }
+    }
+
+    /// How many keys and versions the buffer holds (walks the whole map).
+    #[must_use]
+    pub fn stats(&self) -> BufferStats {
+        let mut stats = BufferStats::default();
+        for entry in &self.map {
+            if entry.key().is_head() {
+                stats.keys += 1;
+            } else {
+                stats.versions += 1;
+            }
+        }
+        stats
+    }
+
+    /// Keys queued for deferred reclamation.
+    #[must_use]
+    pub fn deferred_len(&self) -> usize {
+        self.deferred.len()
+    }
+}
+
+/// A held write intent on one key.
+///
+/// While it is held no other committer can install a version of the key.
+/// Finish it with [`install`](Self::install) or [`release`](Self::release);
+/// dropping it releases it unchanged.
+#[derive(Debug)]
+#[must_use = "an intent blocks other writers of the key until released"]
+pub struct KeyIntent<'a> {
+    buffer: &'a TxnBuffer,
+    entry: Entry<'a, VersionKey, Slot>,
+    latest_ts: Timestamp,
+    finished: bool,
+}
+
+impl KeyIntent<'_> {
+    /// The key this intent is on.
+    #[must_use]
+    pub fn key(&self) -> &Key {
+        &self.entry.key().key
+    }
+
+    /// Commit timestamp of the key's newest committed version (stable while
+    /// the intent is held; `0` if the key has none).
+    #[must_use]
+    pub fn latest_ts(&self) -> Timestamp {
+        self.latest_ts
+    }
+
+    /// The key's newest committed version.
+    #[must_use]
+    pub fn latest(&self) -> VersionedValue {
+        self.buffer.read_latest(self.key())
+    }
+
+    /// Installs a version committed at `ts` (`None`: a tombstone), reclaims
+    /// what `watermark` allows, and releases the intent.
+    pub fn install(mut self, ts: Timestamp, value: Option<Arc<RecordBatch>>, watermark: Timestamp) {
+        let buffer = self.buffer;
+        let key = self.key().clone();
+        buffer
+            .map
+            .insert(VersionKey::new(key.clone(), ts), Slot::version(value));
+        let pruned = buffer.prune_locked(&key, watermark);
+        self.latest_ts = self.latest_ts.max(ts);
+        if pruned.remaining > 1 || pruned.newest_is_tombstone {
+            // Either older versions wait for an open snapshot to close, or the
+            // key is deleted and its head can go once the tombstone is old.
+            buffer.enqueue(&key);
+        }
+        self.release_inner();
+        self.finished = true;
+    }
+
+    /// Releases the intent without installing anything.
+    pub fn release(mut self) {
+        self.release_inner();
+        self.finished = true;
+    }
+
+    fn release_inner(&self) {
+        let latest = self.latest_ts;
+        // Keep the QUEUED flag, which other threads may set while we hold the
+        // intent; clear LOCKED and store the newest commit timestamp.
+        let _ = self
+            .entry
+            .value()
+            .state
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |word| {
+                Some((word & QUEUED) | latest)
+            });
+    }
+
+    /// Marks the head dead and unlinks it (the key has no versions left).
+    fn unlink_head(mut self) {
+        let state = &self.entry.value().state;
+        state.fetch_or(DEAD, Ordering::SeqCst);
+        self.entry.remove();
+        self.finished = true;
+    }
+}
+
+impl Drop for KeyIntent<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.release_inner();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int64Array;
+
+    fn batch(v: i64) -> Arc<RecordBatch> {
+        Arc::new(
+            RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![v])) as _)]).unwrap(),
+        )
+    }
+
+    fn write(buffer: &TxnBuffer, key: &str, ts: Timestamp, v: Option<i64>, watermark: Timestamp) {
+        buffer
+            .lock(&Key::from(key), 0)
+            .unwrap()
+            .install(ts, v.map(batch), watermark);
+    }
+
+    #[test]
+    fn overwrites_are_reclaimed_below_the_watermark() {
+        let buffer = TxnBuffer::new();
+        for ts in 1..=1000 {
+            write(&buffer, "k", ts, Some(ts.cast_signed()), ts - 1);
+        }
+        // Newest plus at most the one visible at the watermark.
+        assert!(buffer.stats().versions <= 2, "{:?}", buffer.stats());
+        assert_eq!(buffer.read_at(&Key::from("k"), 1000).commit_ts, 1000);
+    }
+
+    #[test]
+    fn an_old_watermark_keeps_old_versions_readable() {
+        let buffer = TxnBuffer::new();
+        write(&buffer, "k", 1, Some(1), 0);
+        for ts in 2..=50 {
+            write(&buffer, "k", ts, Some(2), 1);
+        }
+        assert_eq!(buffer.read_at(&Key::from("k"), 1).commit_ts, 1);
+        assert!(buffer.deferred_len() >= 1);
+        buffer.collect_deferred(50, 8);
+        assert!(buffer.stats().versions <= 1);
+    }
+
+    #[test]
+    fn deleted_keys_disappear_after_collection() {
+        let buffer = TxnBuffer::new();
+        write(&buffer, "a", 1, Some(1), 0);
+        write(&buffer, "a", 2, None, 1);
+        assert_eq!(buffer.stats().keys, 1);
+        assert_eq!(buffer.read_at(&Key::from("a"), 2).value, None);
+        buffer.collect_garbage(2);
+        assert_eq!(buffer.stats(), BufferStats::default());
+        // The key can be written again afterwards.
+        write(&buffer, "a", 3, Some(3), 2);
+        assert_eq!(buffer.read_at(&Key::from("a"), 3).commit_ts, 3);
+    }
+
+    #[test]
+    fn scan_returns_the_visible_version_per_key() {
+        let buffer = TxnBuffer::new();
+        write(&buffer, "a", 1, Some(1), 0);
+        write(&buffer, "b", 2, Some(2), 0);
+        write(&buffer, "a", 3, None, 0);
+        write(&buffer, "c", 4, Some(4), 0);
+        let keys = |ts| -> Vec<Key> {
+            buffer
+                .scan_at(Bound::Unbounded, Bound::Unbounded, ts)
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect()
+        };
+        assert_eq!(keys(2), vec![Key::from("a"), Key::from("b")]);
+        assert_eq!(keys(4), vec![Key::from("b"), Key::from("c")]);
+        let (a, c) = (Key::from("a"), Key::from("c"));
+        let bounded = buffer.scan_at(Bound::Excluded(&a), Bound::Excluded(&c), 4);
+        assert_eq!(bounded.len(), 1);
+    }
+
+    #[test]
+    fn intents_exclude_each_other() {
+        let buffer = TxnBuffer::new();
+        let key = Key::from("k");
+        let held = buffer.lock(&key, 0).unwrap();
+        assert!(matches!(
+            buffer.lock(&key, 3),
+            Err(crate::Error::IntentBusy { spins: 3, .. })
+        ));
+        assert!(buffer.intent_state(&key).unwrap().locked);
+        held.install(7, Some(batch(1)), 0);
+        let state = buffer.intent_state(&key).unwrap();
+        assert_eq!(state, IntentState { latest_ts: 7, locked: false });
+        drop(buffer.lock(&key, 0).unwrap());
+        assert!(!buffer.intent_state(&key).unwrap().locked);
+    }
+}

@@ -1,0 +1,257 @@
+//! [`Key`]: the ordered, cheap-to-clone byte string every value is stored under.
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+/// Keys up to this many bytes are stored inline, without a heap allocation.
+pub const INLINE_KEY_LEN: usize = 22;
+
+/// An ordered byte-string key.
+///
+/// Keys compare byte-wise (lexicographically), exactly like `&[u8]`, so a
+/// range scan visits keys in that order. Short keys (up to
+/// [`INLINE_KEY_LEN`] bytes, which covers `u64` keys and most composite
+/// keys) live inline and cost no allocation; longer keys share one
+/// reference-counted buffer, so cloning any key is cheap.
+///
+/// `From<u64>` encodes the number big-endian, so numeric order is key order:
+///
+/// ```
+/// use khonsu_core::Key;
+///
+/// let a = Key::from(2_u64);
+/// let b = Key::from(10_u64);
+/// assert!(a < b); // would be false for the decimal strings "2" and "10"
+/// assert_eq!(Key::from("user/7").as_bytes(), b"user/7");
+/// assert_eq!(Key::from(vec![1_u8, 2]), Key::from(&[1_u8, 2][..]));
+/// ```
+#[derive(Clone)]
+pub struct Key(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    Inline { len: u8, bytes: [u8; INLINE_KEY_LEN] },
+    Shared(Arc<[u8]>),
+}
+
+impl Key {
+    /// Builds a key by copying `bytes`.
+    #[must_use]
+    pub fn copy_from_slice(bytes: &[u8]) -> Self {
+        if bytes.len() <= INLINE_KEY_LEN {
+            let mut inline = [0_u8; INLINE_KEY_LEN];
+            if let Some(dst) = inline.get_mut(..bytes.len()) {
+                dst.copy_from_slice(bytes);
+            }
+            #[expect(
+                clippy::cast_possible_truncation,
+                reason = "bounded by INLINE_KEY_LEN above"
+            )]
+            let len = bytes.len() as u8;
+            Self(Repr::Inline { len, bytes: inline })
+        } else {
+            Self(Repr::Shared(Arc::from(bytes)))
+        }
+    }
+
+    /// The key's bytes.
+    #[must_use]
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        match &self.0 {
+            Repr::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or(&[]),
+            Repr::Shared(bytes) => bytes,
+        }
+    }
+
+    /// The key's length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.as_bytes().len()
+    }
+
+    /// Whether the key is the empty byte string (which is a valid key).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.as_bytes().is_empty()
+    }
+
+    /// The smallest key that is greater than every key starting with `self`,
+    /// or `None` when no such key exists (the prefix is empty or all `0xff`).
+    ///
+    /// ```
+    /// use khonsu_core::Key;
+    /// assert_eq!(Key::from("ab").prefix_successor(), Some(Key::from("ac")));
+    /// assert_eq!(Key::from(&[0x01_u8, 0xff][..]).prefix_successor(), Some(Key::from(&[0x02_u8][..])));
+    /// assert_eq!(Key::from(&[0xff_u8][..]).prefix_successor(), None);
+    /// ```
+    #[must_use]
+    pub fn prefix_successor(&self) -> Option<Key> {
+        let bytes = self.as_bytes();
+        let last = bytes.iter().rposition(|b| *b != 0xff)?;
+        let mut next = bytes.get(..=last)?.to_vec();
+        if let Some(b) = next.last_mut() {
+            *b += 1;
+        }
+        Some(Key::from(next))
+    }
+}
+
+impl AsRef<[u8]> for Key {
+    fn as_ref(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl Borrow<[u8]> for Key {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.as_bytes().cmp(other.as_bytes())
+    }
+}
+
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // Must agree with `<[u8] as Hash>` because `Key: Borrow<[u8]>`.
+        self.as_bytes().hash(state);
+    }
+}
+
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.as_bytes();
+        match std::str::from_utf8(bytes) {
+            Ok(s) if s.chars().all(|c| !c.is_control()) => write!(f, "Key({s:?})"),
+            _ => {
+                f.write_str("Key(0x")?;
+                for b in bytes {
+                    write!(f, "{b:02x}")?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+impl From<&[u8]> for Key {
+    fn from(bytes: &[u8]) -> Self {
+        Self::copy_from_slice(bytes)
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Key {
+    fn from(bytes: &[u8; N]) -> Self {
+        Self::copy_from_slice(bytes)
+    }
+}
+
+impl From<Vec<u8>> for Key {
+    fn from(bytes: Vec<u8>) -> Self {
+        if bytes.len() <= INLINE_KEY_LEN {
+            Self::copy_from_slice(&bytes)
+        } else {
+            Self(Repr::Shared(Arc::from(bytes)))
+        }
+    }
+}
+
+impl From<&str> for Key {
+    fn from(s: &str) -> Self {
+        Self::copy_from_slice(s.as_bytes())
+    }
+}
+
+impl From<String> for Key {
+    fn from(s: String) -> Self {
+        Self::from(s.into_bytes())
+    }
+}
+
+impl From<&String> for Key {
+    fn from(s: &String) -> Self {
+        Self::copy_from_slice(s.as_bytes())
+    }
+}
+
+impl From<u64> for Key {
+    fn from(n: u64) -> Self {
+        Self::copy_from_slice(&n.to_be_bytes())
+    }
+}
+
+impl From<&Key> for Key {
+    fn from(key: &Key) -> Self {
+        key.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_and_shared_keys_compare_as_bytes() {
+        let short = Key::from("abc");
+        let long = Key::from("abc".repeat(20));
+        assert!(short < long);
+        assert_eq!(long.len(), 60);
+        assert_eq!(Key::from(long.as_bytes()), long);
+        assert_eq!(Key::from(INLINE_KEY_LEN as u64).len(), 8);
+        let boundary = vec![7_u8; INLINE_KEY_LEN];
+        let over = vec![7_u8; INLINE_KEY_LEN + 1];
+        assert!(Key::from(boundary) < Key::from(over));
+    }
+
+    #[test]
+    fn u64_keys_sort_numerically() {
+        let mut keys: Vec<Key> = [300_u64, 2, 10, u64::MAX, 0].into_iter().map(Key::from).collect();
+        keys.sort();
+        let back: Vec<u64> = keys
+            .iter()
+            .map(|k| u64::from_be_bytes(k.as_bytes().try_into().unwrap()))
+            .collect();
+        assert_eq!(back, vec![0, 2, 10, 300, u64::MAX]);
+    }
+
+    #[test]
+    fn empty_key_is_valid_and_smallest() {
+        let empty = Key::from("");
+        assert!(empty.is_empty());
+        assert!(empty < Key::from(&[0_u8][..]));
+        assert_eq!(empty.prefix_successor(), None);
+    }
+
+    #[test]
+    fn debug_shows_text_or_hex() {
+        assert_eq!(format!("{:?}", Key::from("a/b")), "Key(\"a/b\")");
+        assert_eq!(format!("{:?}", Key::from(1_u64)), "Key(0x0000000000000001)");
+    }
+}

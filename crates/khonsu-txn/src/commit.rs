@@ -1,0 +1,169 @@
+//! The commit pipeline.
+//!
+//! ```text
+//!  1. read-only?  ──yes──► done: serialized at the snapshot, never aborts
+//!  2. take write intents, in key order          (TxnBuffer::lock)
+//!  3. commit timestamp                          (TimestampOracle::allocate)
+//!  4. Serializable: validate reads and ranges   (validate_serializable)
+//!  5. settle each write: clean / conflict → Fail, Replace, Ignore, Append
+//!  6. Storage::apply(commit_ts, mutations)      — an error aborts here
+//!  7. install versions, reclaim garbage, release intents
+//!  8. publish the timestamp (in order)          — now visible, atomically
+//! ```
+//!
+//! Any early return drops the held intents (released unchanged) and the
+//! commit ticket (published as an empty commit), so nothing of an aborted
+//! transaction is ever visible and no later commit waits on it.
+
+use std::sync::Arc;
+
+use khonsu_concurrency::{
+    Conflict, ConflictKind, Resolved, TransactionIsolation, WritePolicy,
+    resolve_write, validate_serializable,
+};
+use khonsu_core::{Key, KeyIntent, Timestamp};
+use khonsu_storage::StorageMutation;
+use snafu::{IntoError, ResultExt};
+
+use crate::error::{AbortedSnafu, ClockSnafu, Result, StorageSnafu};
+use crate::Transaction;
+
+/// Longest wait, in backoff steps, for another committer's intent when
+/// waiting can succeed (e.g. `Replace`, `Append`). Each step spins or yields.
+const INTENT_WAIT_BUDGET: u32 = 1 << 16;
+
+/// Deferred-reclamation keys a commit revisits on its way out.
+const DEFERRED_GC_PER_COMMIT: usize = 1;
+
+/// What a successful commit did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CommitInfo {
+    /// The commit timestamp; for a transaction that wrote nothing, its
+    /// snapshot timestamp (where it serializes).
+    pub commit_ts: Timestamp,
+    /// Whether the transaction wrote nothing.
+    pub read_only: bool,
+    /// Keys whose write was dropped by `ConflictResolution::Ignore`.
+    pub ignored: Vec<Key>,
+    /// Keys where `ConflictResolution::Append` appended this transaction's
+    /// rows to a concurrently committed batch.
+    pub appended: Vec<Key>,
+    /// Keys where `ConflictResolution::Replace` overwrote a concurrently
+    /// committed write.
+    pub replaced: Vec<Key>,
+}
+
+pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
+    if txn.tracker.is_read_only() {
+        return Ok(CommitInfo {
+            commit_ts: txn.snapshot_ts,
+            read_only: true,
+            ..CommitInfo::default()
+        });
+    }
+    let shared = Arc::clone(&txn.shared);
+    let buffer = &shared.buffer;
+    let txn_id = txn.id;
+    let abort = |source: khonsu_concurrency::Error| AbortedSnafu { txn_id }.into_error(source);
+    txn.tracker.seal();
+    let tracker = &txn.tracker;
+    let policy = WritePolicy {
+        isolation: txn.isolation,
+        resolution: txn.resolution,
+        snapshot: txn.snapshot_ts,
+    };
+
+    // 2. Intents in key order (the write set is a BTreeMap): two committers
+    //    never wait on each other in a cycle.
+    let mut intents: Vec<KeyIntent<'_>> = Vec::with_capacity(tracker.write_count());
+    for (key, write) in tracker.writes() {
+        let fatal = policy.conflict_is_fatal(tracker.read_base(key), write);
+        let budget = if fatal { 0 } else { INTENT_WAIT_BUDGET };
+        match buffer.lock(key, budget) {
+            Ok(intent) => intents.push(intent),
+            Err(_) => {
+                // Fatal: the holder commits a newer version, which would abort
+                // us anyway. Otherwise we waited the whole budget.
+                let kind = if fatal {
+                    ConflictKind::WriteWrite
+                } else {
+                    ConflictKind::Busy
+                };
+                return Err(abort(Conflict::on_key(kind, key.clone(), None).into()));
+            }
+        }
+    }
+
+    // 3. The timestamp comes after the intents (Silo's order): a
+    //    transaction that validates a key after this point either sees our
+    //    intent, or takes its timestamp before ours.
+    let ticket = shared.oracle.allocate().context(ClockSnafu { txn_id })?;
+    let commit_ts = ticket.ts();
+
+    // 4. Serializable: nothing read may have changed since it was read.
+    if txn.isolation == TransactionIsolation::Serializable {
+        validate_serializable(tracker, buffer, txn.snapshot_ts)
+            .map_err(|conflict| abort(conflict.into()))?;
+    }
+
+    // 5. Settle every write against the newest committed version.
+    let mut info = CommitInfo {
+        commit_ts,
+        ..CommitInfo::default()
+    };
+    let mut installs = Vec::with_capacity(intents.len());
+    let mut mutations = Vec::with_capacity(intents.len());
+    for (intent, (key, write)) in intents.into_iter().zip(tracker.writes()) {
+        let outcome = resolve_write(
+            &policy,
+            key,
+            write,
+            tracker.read_base(key),
+            intent.latest_ts(),
+            || intent.latest(),
+        )
+        .map_err(abort)?;
+        match outcome.resolved {
+            Resolved::Clean => {}
+            Resolved::Replaced => info.replaced.push(key.clone()),
+            Resolved::Appended => info.appended.push(key.clone()),
+            Resolved::Ignored => info.ignored.push(key.clone()),
+        }
+        match outcome.install {
+            Some(value) => {
+                if shared.storage.is_some() {
+                    mutations.push(match &value {
+                        Some(batch) => StorageMutation::Put {
+                            key: key.clone(),
+                            batch: Arc::clone(batch),
+                        },
+                        None => StorageMutation::Delete { key: key.clone() },
+                    });
+                }
+                installs.push((intent, value));
+            }
+            None => intent.release(),
+        }
+    }
+
+    // 6. Persist before anything becomes visible.
+    if let Some(storage) = &shared.storage
+        && !mutations.is_empty()
+    {
+        storage
+            .apply(commit_ts, &mutations)
+            .context(StorageSnafu { txn_id, commit_ts })?;
+    }
+
+    // 7. Install. Versions stamped `commit_ts` are invisible until step 8.
+    let watermark = shared.watermark_for_commit(commit_ts);
+    for (intent, value) in installs {
+        intent.install(commit_ts, value, watermark);
+    }
+
+    // 8. Publish: every snapshot from now on sees all of this commit.
+    ticket.publish();
+    buffer.collect_deferred(watermark, DEFERRED_GC_PER_COMMIT);
+    Ok(info)
+}

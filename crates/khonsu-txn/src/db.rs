@@ -1,0 +1,379 @@
+//! [`Khonsu`], the database handle, and its [`KhonsuBuilder`].
+
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use khonsu_concurrency::{ConflictResolution, TransactionIsolation};
+use khonsu_core::{BufferStats, SnapshotRegistry, Timestamp, TimestampOracle, TxnBuffer};
+use khonsu_storage::Storage;
+use snafu::ResultExt;
+
+use crate::error::{RecoverySnafu, Result};
+use crate::{Transaction, TransactionOptions};
+
+/// Commits between recomputations of the cached reclamation watermark.
+const WATERMARK_REFRESH_EVERY: u64 = 32;
+
+/// Default number of retries of [`Khonsu::atomically`] after the first try.
+pub const DEFAULT_MAX_RETRIES: u32 = 64;
+
+/// State shared by a database handle and its transactions.
+pub(crate) struct Shared {
+    pub(crate) buffer: TxnBuffer,
+    pub(crate) oracle: TimestampOracle,
+    pub(crate) snapshots: SnapshotRegistry,
+    pub(crate) storage: Option<Arc<dyn Storage>>,
+    pub(crate) isolation: TransactionIsolation,
+    pub(crate) resolution: ConflictResolution,
+    pub(crate) max_retries: u32,
+    next_txn_id: AtomicU64,
+    /// A recent reclamation watermark; never newer than the true one (the
+    /// true watermark only grows), so using a stale value is safe.
+    cached_watermark: AtomicU64,
+}
+
+impl Shared {
+    pub(crate) fn next_txn_id(&self) -> u64 {
+        self.next_txn_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// The watermark for reclamation during a commit at `commit_ts`:
+    /// recomputed every few commits, otherwise the cached value.
+    pub(crate) fn watermark_for_commit(&self, commit_ts: Timestamp) -> Timestamp {
+        if commit_ts % WATERMARK_REFRESH_EVERY == 0 {
+            self.refresh_watermark()
+        } else {
+            self.cached_watermark.load(Ordering::Relaxed)
+        }
+    }
+
+    fn refresh_watermark(&self) -> Timestamp {
+        let fresh = self.snapshots.watermark(&self.oracle);
+        self.cached_watermark.fetch_max(fresh, Ordering::Relaxed);
+        fresh
+    }
+}
+
+/// A Khonsu database: a shared, in-memory, multi-version store of Arrow
+/// `RecordBatch`es with transactions.
+///
+/// Cloning is cheap (an `Arc`); clones share the same data. Start
+/// transactions from any number of threads.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use khonsu_txn::{Khonsu, TransactionIsolation};
+///
+/// let db = Khonsu::builder().isolation(TransactionIsolation::Serializable).build().unwrap();
+/// let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![1, 2])) as _)]).unwrap();
+///
+/// let mut t = db.start_transaction();
+/// t.write("k", batch)?;
+/// let info = t.commit()?;
+///
+/// let mut r = db.start_transaction();
+/// assert_eq!(r.read("k")?.unwrap().num_rows(), 2);
+/// assert!(r.snapshot_ts() >= info.commit_ts);
+/// # Ok::<(), khonsu_txn::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct Khonsu {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for Khonsu {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Khonsu")
+            .field("isolation", &self.shared.isolation)
+            .field("resolution", &self.shared.resolution)
+            .field("visible_ts", &self.shared.oracle.visible())
+            .field("storage", &self.shared.storage)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Khonsu {
+    /// A builder with the defaults: `Serializable`, `Fail`, no storage.
+    #[must_use]
+    pub fn builder() -> KhonsuBuilder {
+        KhonsuBuilder::default()
+    }
+
+    /// An empty database over `storage` with the given defaults. It does not
+    /// read `storage`; use [`KhonsuBuilder::build`] to recover from it.
+    #[must_use]
+    pub fn new(
+        storage: Arc<dyn Storage>,
+        isolation: TransactionIsolation,
+        resolution: ConflictResolution,
+    ) -> Self {
+        Self::from_parts(
+            Some(storage),
+            isolation,
+            resolution,
+            DEFAULT_MAX_RETRIES,
+            0,
+        )
+    }
+
+    fn from_parts(
+        storage: Option<Arc<dyn Storage>>,
+        isolation: TransactionIsolation,
+        resolution: ConflictResolution,
+        max_retries: u32,
+        start_ts: Timestamp,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                buffer: TxnBuffer::new(),
+                oracle: TimestampOracle::new(start_ts),
+                snapshots: SnapshotRegistry::new(),
+                storage,
+                isolation,
+                resolution,
+                max_retries,
+                next_txn_id: AtomicU64::new(1),
+                cached_watermark: AtomicU64::new(start_ts),
+            }),
+        }
+    }
+
+    /// Starts a transaction with the database's default settings.
+    #[must_use]
+    pub fn start_transaction(&self) -> Transaction {
+        Transaction::begin(Arc::clone(&self.shared), TransactionOptions::new())
+    }
+
+    /// Starts a transaction with its own settings.
+    #[must_use]
+    pub fn start_transaction_with(&self, options: TransactionOptions) -> Transaction {
+        Transaction::begin(Arc::clone(&self.shared), options)
+    }
+
+    /// Runs `body` in a transaction and commits it, retrying from scratch
+    /// when the commit (or the body) fails with a conflict.
+    ///
+    /// Retries are bounded ([`KhonsuBuilder::max_retries`], default
+    /// [`DEFAULT_MAX_RETRIES`]) with exponential backoff and jitter; after
+    /// the last one the last conflict is returned. Any other error (including
+    /// [`Error::abort`](crate::Error::abort) from the body) rolls back and
+    /// returns at once. The body may run several times: keep side effects
+    /// out of it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::Khonsu;
+    ///
+    /// let db = Khonsu::builder().build().unwrap();
+    /// let one = RecordBatch::try_from_iter([("n", Arc::new(Int64Array::from(vec![1])) as _)]).unwrap();
+    /// let rows = db.atomically(|t| {
+    ///     t.write("counter", one.clone())?;
+    ///     Ok(t.read("counter")?.map_or(0, |b| b.num_rows()))
+    /// })?;
+    /// assert_eq!(rows, 1);
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The body's non-conflict error, a non-conflict commit error, or the
+    /// last conflict once retries are exhausted.
+    pub fn atomically<T>(&self, body: impl FnMut(&mut Transaction) -> Result<T>) -> Result<T> {
+        self.atomically_with(TransactionOptions::new(), body)
+    }
+
+    /// [`atomically`](Self::atomically) with per-transaction options.
+    ///
+    /// # Errors
+    /// As for [`atomically`](Self::atomically).
+    pub fn atomically_with<T>(
+        &self,
+        options: TransactionOptions,
+        mut body: impl FnMut(&mut Transaction) -> Result<T>,
+    ) -> Result<T> {
+        let mut attempt = 0_u32;
+        loop {
+            let mut txn = self.start_transaction_with(options);
+            let seed = txn.id();
+            let outcome = match body(&mut txn) {
+                Ok(value) => txn.commit().map(|_| value),
+                Err(err) => Err(err),
+            };
+            match outcome {
+                Err(err) if err.is_conflict() && attempt < self.shared.max_retries => {
+                    backoff(attempt, seed);
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Counts of keys and versions held in memory right now (walks the
+    /// whole buffer; meant for monitoring and tests).
+    #[must_use]
+    pub fn stats(&self) -> BufferStats {
+        self.shared.buffer.stats()
+    }
+
+    /// Reclaims every version no open snapshot can see, and forgets keys
+    /// whose deletion no open snapshot predates. Commits do this
+    /// incrementally; call this after a burst of writes to return memory at
+    /// once.
+    pub fn collect_garbage(&self) {
+        let watermark = self.shared.refresh_watermark();
+        self.shared.buffer.collect_garbage(watermark);
+    }
+
+    /// The newest timestamp visible to a transaction starting now.
+    #[must_use]
+    pub fn visible_ts(&self) -> Timestamp {
+        self.shared.oracle.visible()
+    }
+
+    /// The database's default isolation level.
+    #[must_use]
+    pub fn isolation(&self) -> TransactionIsolation {
+        self.shared.isolation
+    }
+
+    /// The database's default conflict resolution.
+    #[must_use]
+    pub fn conflict_resolution(&self) -> ConflictResolution {
+        self.shared.resolution
+    }
+
+    /// Number of transactions currently open.
+    #[must_use]
+    pub fn active_transactions(&self) -> usize {
+        self.shared.snapshots.active()
+    }
+}
+
+/// Exponential backoff with jitter between `atomically` attempts: spin for
+/// the first few, then yield, then sleep up to about a millisecond.
+fn backoff(attempt: u32, seed: u64) {
+    // splitmix64 step for jitter, seeded by the transaction id.
+    let mut z = seed.wrapping_add(u64::from(attempt).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^= z >> 31;
+    match attempt {
+        0..=2 => {
+            for _ in 0..(1_u64 << (attempt + 4)) + (z & 31) {
+                std::hint::spin_loop();
+            }
+        }
+        3..=5 => std::thread::yield_now(),
+        _ => {
+            let cap = 1_u64 << attempt.min(10);
+            std::thread::sleep(Duration::from_micros(z % cap + 1));
+        }
+    }
+}
+
+/// Builds a [`Khonsu`], recovering committed state from its storage.
+///
+/// ```
+/// use std::sync::Arc;
+/// use khonsu_txn::{ConflictResolution, Khonsu, TransactionIsolation};
+/// use khonsu_storage::MemoryStorage;
+///
+/// let db = Khonsu::builder()
+///     .isolation(TransactionIsolation::RepeatableRead)
+///     .conflict_resolution(ConflictResolution::Replace)
+///     .storage(Arc::new(MemoryStorage::new()))
+///     .build()
+///     .unwrap();
+/// assert_eq!(db.isolation(), TransactionIsolation::RepeatableRead);
+/// ```
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct KhonsuBuilder {
+    isolation: TransactionIsolation,
+    resolution: ConflictResolution,
+    storage: Option<Arc<dyn Storage>>,
+    max_retries: u32,
+}
+
+impl Default for KhonsuBuilder {
+    fn default() -> Self {
+        Self {
+            isolation: TransactionIsolation::default(),
+            resolution: ConflictResolution::default(),
+            storage: None,
+            max_retries: DEFAULT_MAX_RETRIES,
+        }
+    }
+}
+
+impl KhonsuBuilder {
+    /// Default isolation level of new transactions (default `Serializable`).
+    pub fn isolation(mut self, isolation: TransactionIsolation) -> Self {
+        self.isolation = isolation;
+        self
+    }
+
+    /// Default conflict resolution of new transactions (default `Fail`).
+    pub fn conflict_resolution(mut self, resolution: ConflictResolution) -> Self {
+        self.resolution = resolution;
+        self
+    }
+
+    /// Persist commits to `storage`, and recover from it in
+    /// [`build`](Self::build). Default: no persistence.
+    pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = Some(storage);
+        self
+    }
+
+    /// How many times [`Khonsu::atomically`] retries after a conflict
+    /// (default [`DEFAULT_MAX_RETRIES`]).
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = retries;
+        self
+    }
+
+    /// Builds the database, first loading every committed key from the
+    /// storage (if any) and restarting the clock after its newest commit.
+    ///
+    /// # Errors
+    /// [`Error::Recovery`](crate::Error::Recovery) when the storage cannot
+    /// be read.
+    pub fn build(self) -> Result<Khonsu> {
+        let recovered = match &self.storage {
+            Some(storage) => Some(storage.recover().context(RecoverySnafu)?),
+            None => None,
+        };
+        let start_ts = recovered.as_ref().map_or(0, |state| {
+            state
+                .entries
+                .iter()
+                .map(|e| e.commit_ts)
+                .fold(state.last_commit_ts, Timestamp::max)
+                .max(Timestamp::from(!state.entries.is_empty()))
+                .min(khonsu_core::MAX_TIMESTAMP)
+        });
+        let db = Khonsu::from_parts(
+            self.storage,
+            self.isolation,
+            self.resolution,
+            self.max_retries,
+            start_ts,
+        );
+        if let Some(state) = recovered {
+            for entry in state.entries {
+                // Nothing else can hold an intent yet, so this cannot wait.
+                if let Ok(intent) = db.shared.buffer.lock(&entry.key, 0) {
+                    // Versions are stamped >= 1 so that 0 keeps meaning "none".
+                    let ts = entry.commit_ts.clamp(1, start_ts.max(1));
+                    intent.install(ts, Some(entry.batch), 0);
+                }
+            }
+        }
+        Ok(db)
+    }
+}

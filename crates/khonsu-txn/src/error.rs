@@ -1,0 +1,128 @@
+//! Errors of `khonsu-txn`: the error type users of `khonsu` see.
+
+use khonsu_concurrency::Conflict;
+use khonsu_core::Timestamp;
+use snafu::{Location, Snafu};
+
+/// Everything a transaction or the database handle can fail with.
+///
+/// [`is_conflict`](Self::is_conflict) is true exactly for retryable
+/// conflicts; [`Khonsu::atomically`](crate::Khonsu::atomically) retries
+/// those and returns every other error at once.
+#[derive(Debug, Snafu)]
+#[snafu(visibility(pub(crate)))]
+#[non_exhaustive]
+pub enum Error {
+    /// Commit of transaction `txn_id` was refused by validation or conflict
+    /// resolution; nothing of it became visible.
+    #[snafu(display("transaction {txn_id} aborted"))]
+    Aborted {
+        /// The transaction.
+        txn_id: u64,
+        /// Why: a conflict, or an `Append` that could not merge.
+        source: khonsu_concurrency::Error,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A write or delete in a transaction started with `read_only(true)`.
+    #[snafu(display("transaction {txn_id} is read-only and cannot {operation}"))]
+    ReadOnly {
+        /// The transaction.
+        txn_id: u64,
+        /// The refused operation.
+        operation: &'static str,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The storage failed to persist commit `commit_ts` of transaction
+    /// `txn_id`; the transaction aborted and nothing of it became visible.
+    #[snafu(display("storage failed to persist transaction {txn_id} at {commit_ts}; aborted"))]
+    Storage {
+        /// The transaction.
+        txn_id: u64,
+        /// The commit timestamp it would have had.
+        commit_ts: Timestamp,
+        /// The storage's error.
+        source: khonsu_storage::Error,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Recovering committed state from storage failed while building a
+    /// `Khonsu`.
+    #[snafu(display("recovery from storage failed"))]
+    Recovery {
+        /// The storage's error.
+        source: khonsu_storage::Error,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The clock could not hand out a commit timestamp.
+    #[snafu(display("transaction {txn_id} could not get a commit timestamp"))]
+    Clock {
+        /// The transaction.
+        txn_id: u64,
+        /// The clock's error.
+        source: khonsu_core::Error,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The application gave up on the transaction (see [`Error::abort`]).
+    #[snafu(display("transaction aborted by the application: {reason}"))]
+    User {
+        /// The application's reason.
+        reason: String,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+}
+
+impl Error {
+    /// Whether this is a retryable conflict (write-write, stale read,
+    /// phantom, busy intent). Storage failures, schema mismatches in
+    /// `Append`, read-only violations and application aborts are not.
+    #[must_use]
+    pub fn is_conflict(&self) -> bool {
+        self.conflict().is_some()
+    }
+
+    /// The conflict, if this error is one: its kind, its key or range, and
+    /// the winner's commit timestamp when known.
+    #[must_use]
+    pub fn conflict(&self) -> Option<&Conflict> {
+        match self {
+            Self::Aborted { source, .. } => source.conflict(),
+            _ => None,
+        }
+    }
+
+    /// An error an `atomically` closure returns to give up without retrying.
+    ///
+    /// ```
+    /// # use khonsu_txn::{Error, Khonsu};
+    /// let db = Khonsu::builder().build().unwrap();
+    /// let result: Result<(), Error> = db.atomically(|_t| Err(Error::abort("insufficient funds")));
+    /// assert!(matches!(result, Err(Error::User { .. })));
+    /// ```
+    #[must_use]
+    #[track_caller]
+    pub fn abort(reason: impl Into<String>) -> Self {
+        UserSnafu {
+            reason: reason.into(),
+        }
+        .build()
+    }
+}
+
+/// Result alias of `khonsu-txn` (and of the `khonsu` facade).
+pub type Result<T, E = Error> = std::result::Result<T, E>;

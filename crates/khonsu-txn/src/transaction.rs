@@ -1,0 +1,301 @@
+//! [`Transaction`]: reads, writes, scans, commit and rollback.
+
+use std::fmt;
+use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
+
+use arrow_array::RecordBatch;
+use khonsu_concurrency::{
+    ConflictResolution, DependencyTracker, StagedWrite, TransactionIsolation,
+};
+use khonsu_core::{Key, RegisteredSnapshot, Timestamp};
+use snafu::ensure;
+
+use crate::db::Shared;
+use crate::error::{ReadOnlySnafu, Result};
+use crate::{CommitInfo, TransactionOptions};
+
+/// One transaction: a snapshot to read from and a private set of staged
+/// writes, applied atomically by [`commit`](Self::commit).
+///
+/// Reads see the transaction's own writes first. Nothing is visible to
+/// other transactions before `commit` returns `Ok`; dropping the
+/// transaction (or [`rollback`](Self::rollback)) discards everything.
+/// `commit` and `rollback` take the transaction by value, so a finished
+/// transaction cannot be used again:
+///
+/// ```compile_fail
+/// let db = khonsu_txn::Khonsu::builder().build().unwrap();
+/// let t = db.start_transaction();
+/// t.commit().unwrap();
+/// t.read("k"); // error[E0382]: borrow of moved value: `t`
+/// ```
+pub struct Transaction {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) id: u64,
+    pub(crate) snapshot_ts: Timestamp,
+    pub(crate) registration: Option<RegisteredSnapshot>,
+    pub(crate) isolation: TransactionIsolation,
+    pub(crate) resolution: ConflictResolution,
+    pub(crate) read_only: bool,
+    pub(crate) tracker: DependencyTracker,
+}
+
+impl fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transaction")
+            .field("id", &self.id)
+            .field("snapshot_ts", &self.snapshot_ts)
+            .field("isolation", &self.isolation)
+            .field("resolution", &self.resolution)
+            .field("read_only", &self.read_only)
+            .field("writes", &self.tracker.write_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transaction {
+    pub(crate) fn begin(shared: Arc<Shared>, options: TransactionOptions) -> Self {
+        let isolation = options.get_isolation().unwrap_or(shared.isolation);
+        let resolution = options.get_conflict_resolution().unwrap_or(shared.resolution);
+        let (registration, snapshot_ts) = shared.snapshots.register(&shared.oracle);
+        let id = shared.next_txn_id();
+        Self {
+            shared,
+            id,
+            snapshot_ts,
+            registration: Some(registration),
+            isolation,
+            resolution,
+            read_only: options.is_read_only(),
+            tracker: DependencyTracker::new(isolation == TransactionIsolation::Serializable),
+        }
+    }
+
+    /// This transaction's id (unique within the database handle).
+    #[must_use]
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The snapshot timestamp taken at start. `RepeatableRead` and
+    /// `Serializable` read at it; `ReadCommitted` reads the latest state.
+    #[must_use]
+    pub fn snapshot_ts(&self) -> Timestamp {
+        self.snapshot_ts
+    }
+
+    /// The isolation level in force.
+    #[must_use]
+    pub fn isolation(&self) -> TransactionIsolation {
+        self.isolation
+    }
+
+    /// The conflict resolution in force.
+    #[must_use]
+    pub fn conflict_resolution(&self) -> ConflictResolution {
+        self.resolution
+    }
+
+    /// Whether the transaction was started read-only.
+    #[must_use]
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    fn read_ts(&self) -> Timestamp {
+        if self.isolation.reads_snapshot() {
+            self.snapshot_ts
+        } else {
+            self.shared.oracle.visible()
+        }
+    }
+
+    /// Reads `key`: this transaction's own write if it made one, otherwise
+    /// the committed value visible at its isolation level. `Ok(None)` when
+    /// the key is absent (never written, or deleted).
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for storage-backed reads.
+    pub fn read(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Arc<RecordBatch>>> {
+        let bytes = key.as_ref();
+        if let Some(staged) = self.tracker.staged(bytes) {
+            return Ok(staged.value());
+        }
+        let key = Key::from(bytes);
+        let version = self.shared.buffer.read_at(&key, self.read_ts());
+        if !self.read_only {
+            self.tracker.record_read(&key, version.commit_ts);
+        }
+        Ok(version.value)
+    }
+
+    /// Stages `batch` as the new value of `key`.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) in a read-only transaction.
+    pub fn write(&mut self, key: impl Into<Key>, batch: RecordBatch) -> Result<()> {
+        ensure!(
+            !self.read_only,
+            ReadOnlySnafu {
+                txn_id: self.id,
+                operation: "write"
+            }
+        );
+        self.tracker
+            .record_write(key.into(), StagedWrite::Put(Arc::new(batch)));
+        Ok(())
+    }
+
+    /// Stages the deletion of `key` (deleting an absent key is allowed).
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) in a read-only transaction.
+    pub fn delete(&mut self, key: impl Into<Key>) -> Result<()> {
+        ensure!(
+            !self.read_only,
+            ReadOnlySnafu {
+                txn_id: self.id,
+                operation: "delete"
+            }
+        );
+        self.tracker.record_write(key.into(), StagedWrite::Delete);
+        Ok(())
+    }
+
+    /// Every live key in `range` with its value, in key order, as this
+    /// transaction sees them (own writes and deletes applied). An empty or
+    /// inverted range yields nothing. At `Serializable` the whole range is
+    /// validated at commit, so a concurrent insert into it (a phantom)
+    /// aborts a read-write transaction.
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for storage-backed reads.
+    pub fn scan(&mut self, range: impl RangeBounds<Key>) -> Result<Vec<(Key, Arc<RecordBatch>)>> {
+        let start = range.start_bound().cloned();
+        let end = range.end_bound().cloned();
+        Ok(self.scan_bounds(start, end))
+    }
+
+    /// Every live key starting with `prefix`, in key order (see
+    /// [`scan`](Self::scan)).
+    ///
+    /// # Errors
+    /// None today; the `Result` leaves room for storage-backed reads.
+    pub fn scan_prefix(
+        &mut self,
+        prefix: impl AsRef<[u8]>,
+    ) -> Result<Vec<(Key, Arc<RecordBatch>)>> {
+        let start = Key::from(prefix.as_ref());
+        let end = start
+            .prefix_successor()
+            .map_or(Bound::Unbounded, Bound::Excluded);
+        Ok(self.scan_bounds(Bound::Included(start), end))
+    }
+
+    fn scan_bounds(&mut self, start: Bound<Key>, end: Bound<Key>) -> Vec<(Key, Arc<RecordBatch>)> {
+        if range_is_empty(&start, &end) {
+            return Vec::new();
+        }
+        let committed =
+            self.shared
+                .buffer
+                .scan_at(start.as_ref(), end.as_ref(), self.read_ts());
+        let merged = if self.tracker.is_read_only() {
+            committed
+        } else {
+            merge_own_writes(committed, self.tracker.writes_in(start.as_ref(), end.as_ref()))
+        };
+        if !self.read_only {
+            self.tracker.record_range(start, end);
+        }
+        merged
+    }
+
+    /// Commits: validates, settles conflicts, persists to storage, and makes
+    /// every staged write visible at once. See `docs/commit-protocol.md`.
+    ///
+    /// # Errors
+    /// * a conflict ([`Error::is_conflict`](crate::Error::is_conflict)):
+    ///   nothing became visible; retrying may succeed;
+    /// * [`Error::Aborted`](crate::Error::Aborted) with an `Append` error
+    ///   (mismatched schemas): nothing became visible;
+    /// * [`Error::Storage`](crate::Error::Storage): persisting failed,
+    ///   nothing became visible.
+    pub fn commit(mut self) -> Result<CommitInfo> {
+        crate::commit::commit(&mut self)
+    }
+
+    /// Discards every staged write. Same as dropping the transaction.
+    pub fn rollback(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if let Some(registration) = self.registration.take() {
+            self.shared.snapshots.release(registration);
+        }
+    }
+}
+
+/// Whether `(start, end)` contains no key at all (also true when inverted).
+fn range_is_empty(start: &Bound<Key>, end: &Bound<Key>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+        _ => false,
+    }
+}
+
+/// Overlays this transaction's staged writes (both inputs in key order).
+fn merge_own_writes<'a>(
+    committed: Vec<(Key, Arc<RecordBatch>)>,
+    staged: impl Iterator<Item = (&'a Key, &'a StagedWrite)>,
+) -> Vec<(Key, Arc<RecordBatch>)> {
+    let mut staged = staged.peekable();
+    if staged.peek().is_none() {
+        return committed;
+    }
+    let mut out = Vec::with_capacity(committed.len());
+    let mut committed = committed.into_iter().peekable();
+    loop {
+        let take_staged = match (committed.peek(), staged.peek()) {
+            (None, None) => break,
+            (Some(_), None) => false,
+            (None, Some(_)) => true,
+            (Some((ck, _)), Some((sk, _))) => *sk <= ck,
+        };
+        if take_staged {
+            if let Some((key, write)) = staged.next() {
+                if committed.peek().is_some_and(|(ck, _)| ck == key) {
+                    committed.next(); // shadowed by our write
+                }
+                if let StagedWrite::Put(batch) = write {
+                    out.push((key.clone(), Arc::clone(batch)));
+                }
+            }
+        } else if let Some(entry) = committed.next() {
+            out.push(entry);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_inverted_ranges() {
+        let (a, b) = (Key::from("a"), Key::from("b"));
+        assert!(range_is_empty(&Bound::Included(b.clone()), &Bound::Included(a.clone())));
+        assert!(range_is_empty(&Bound::Included(a.clone()), &Bound::Excluded(a.clone())));
+        assert!(range_is_empty(&Bound::Excluded(a.clone()), &Bound::Included(a.clone())));
+        assert!(!range_is_empty(&Bound::Included(a.clone()), &Bound::Included(a.clone())));
+        assert!(!range_is_empty(&Bound::Unbounded, &Bound::Excluded(a)));
+        assert!(!range_is_empty(&Bound::Excluded(b), &Bound::Unbounded));
+    }
+}

@@ -1,0 +1,35 @@
+//! One tiny test per re-exported path, so the facade cannot silently lose one.
+
+use std::sync::Arc;
+
+#[test]
+fn prelude_paths() {
+    use khonsu::prelude::*;
+    let _: fn() -> KhonsuBuilder = Khonsu::builder;
+    let _ = TransactionOptions::new();
+    let _ = Key::from(1_u64);
+    let _: Timestamp = 0;
+    let _: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
+    assert_eq!(TransactionIsolation::default(), TransactionIsolation::Serializable);
+    assert_eq!(ConflictResolution::default(), ConflictResolution::Fail);
+    let _: Option<CommitInfo> = None;
+    let _: Option<Conflict> = None;
+    let _: Option<ConflictKind> = None;
+    let _: Option<ConflictTarget> = None;
+    let _: Option<StorageMutation> = None;
+    let _: Result<()> = Err(Error::abort("x"));
+    let _: Option<Transaction> = None;
+}
+
+#[test]
+fn crate_paths() {
+    let _ = khonsu::core::TxnBuffer::new();
+    let _ = khonsu::concurrency::DependencyTracker::new(true);
+    let _ = khonsu::storage::MemoryStorage::new();
+    let _ = khonsu::txn::Khonsu::builder();
+    let _: fn(&arrow_array::RecordBatch) -> usize = khonsu::arrow_utils::byte_size;
+    let _: Option<khonsu::arrow::array::RecordBatch> = None;
+    let _: Option<khonsu::arrow::schema::Schema> = None;
+    let _: Option<khonsu::BufferStats> = None;
+    assert!(khonsu::Khonsu::builder().build().is_ok());
+}
