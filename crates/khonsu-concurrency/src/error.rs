@@ -137,7 +137,8 @@ pub enum Error {
         /// The key being appended to.
         key: Key,
         /// Why the batches could not be appended.
-        source: khonsu_arrow_utils::Error,
+        #[snafu(source(from(khonsu_arrow_utils::Error, Box::new)))]
+        source: Box<khonsu_arrow_utils::Error>,
         /// Where the error was raised.
         #[snafu(implicit)]
         location: Location,

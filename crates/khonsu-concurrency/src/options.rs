@@ -166,7 +166,10 @@ mod tests {
             assert_eq!(r.to_string().parse::<ConflictResolution>(), Ok(r));
         }
         assert!("sometimes".parse::<TransactionIsolation>().is_err());
-        assert_eq!(TransactionIsolation::default(), TransactionIsolation::Serializable);
+        assert_eq!(
+            TransactionIsolation::default(),
+            TransactionIsolation::Serializable
+        );
         assert_eq!(ConflictResolution::default(), ConflictResolution::Fail);
     }
 }

@@ -82,7 +82,13 @@ pub fn resolve_write(
     latest_ts: Timestamp,
     latest: impl FnOnce() -> VersionedValue,
 ) -> Result<WriteOutcome> {
-    let base = read_base.unwrap_or(policy.snapshot);
+    // At ReadCommitted a read-modify-write conflicts with anything newer
+    // than the version it read; everything else with anything newer than
+    // the snapshot (for snapshot reads the two are the same thing).
+    let base = match (policy.isolation, read_base) {
+        (TransactionIsolation::ReadCommitted, Some(observed)) => observed,
+        _ => policy.snapshot,
+    };
     if latest_ts <= base {
         return Ok(WriteOutcome {
             resolved: Resolved::Clean,
@@ -108,7 +114,8 @@ pub fn resolve_write(
         (ConflictResolution::Append, StagedWrite::Put(ours)) => {
             let value = match latest().value {
                 Some(theirs) => Arc::new(
-                    khonsu_arrow_utils::append(&theirs, ours).context(AppendSnafu { key: key.clone() })?,
+                    khonsu_arrow_utils::append(&theirs, ours)
+                        .context(AppendSnafu { key: key.clone() })?,
                 ),
                 None => Arc::clone(ours),
             };

@@ -194,10 +194,7 @@ mod tests {
         t.record_read(&Key::from("b"), 7);
         t.record_range(Bound::Unbounded, Bound::Unbounded);
         t.seal();
-        assert_eq!(
-            t.point_reads(),
-            &[(Key::from("a"), 1), (Key::from("b"), 7)]
-        );
+        assert_eq!(t.point_reads(), &[(Key::from("a"), 1), (Key::from("b"), 7)]);
         assert!(t.range_reads().is_empty(), "ranges not tracked when off");
         assert_eq!(t.read_base(&Key::from("c")), None);
     }

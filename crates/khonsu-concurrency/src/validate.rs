@@ -28,7 +28,7 @@ use crate::{Conflict, ConflictKind, ConflictTarget, DependencyTracker};
 /// skip this and serialize at their snapshot; they never abort.
 ///
 /// This is conservative: it aborts on any overwritten read, even where
-/// PostgreSQL's SSI would find no dangerous structure.
+/// `PostgreSQL`'s SSI would find no dangerous structure.
 ///
 /// # Errors
 /// The first conflict found.
@@ -37,18 +37,16 @@ pub fn validate_serializable(
     buffer: &TxnBuffer,
     snapshot: Timestamp,
 ) -> Result<(), Conflict> {
-    for (key, observed) in tracker.point_reads() {
+    // Reads were made at `snapshot`, so "changed since it was read" is
+    // "has a version newer than the snapshot".
+    for (key, _observed) in tracker.point_reads() {
         let Some(state) = buffer.intent_state(key) else {
             continue;
         };
         if state.locked && !tracker.writes_key(key) {
-            return Err(Conflict::on_key(
-                ConflictKind::StaleRead,
-                key.clone(),
-                None,
-            ));
+            return Err(Conflict::on_key(ConflictKind::StaleRead, key.clone(), None));
         }
-        if state.latest_ts > *observed {
+        if state.latest_ts > snapshot {
             return Err(Conflict::on_key(
                 ConflictKind::StaleRead,
                 key.clone(),

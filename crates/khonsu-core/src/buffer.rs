@@ -273,10 +273,9 @@ impl TxnBuffer {
         let mut remaining = 0;
         let mut newest_is_tombstone = false;
         let mut floor: Option<(Timestamp, bool)> = None;
-        let versions = self.map.range(version_range(
-            Bound::Included(key),
-            Bound::Included(key),
-        ));
+        let versions = self
+            .map
+            .range(version_range(Bound::Included(key), Bound::Included(key)));
         for entry in versions {
             if entry.key().is_head() {
                 continue;
@@ -576,7 +575,13 @@ mod tests {
         assert!(buffer.intent_state(&key).unwrap().locked);
         held.install(7, Some(batch(1)), 0);
         let state = buffer.intent_state(&key).unwrap();
-        assert_eq!(state, IntentState { latest_ts: 7, locked: false });
+        assert_eq!(
+            state,
+            IntentState {
+                latest_ts: 7,
+                locked: false
+            }
+        );
         drop(buffer.lock(&key, 0).unwrap());
         assert!(!buffer.intent_state(&key).unwrap().locked);
     }

@@ -20,7 +20,9 @@ pub enum Error {
     },
 
     /// Another commit held the write intent on `key` for longer than the wait budget.
-    #[snafu(display("write intent on {key:?} is held by another commit (gave up after {spins} waits)"))]
+    #[snafu(display(
+        "write intent on {key:?} is held by another commit (gave up after {spins} waits)"
+    ))]
     IntentBusy {
         /// The contended key.
         key: Key,

@@ -33,7 +33,10 @@ pub struct Key(Repr);
 
 #[derive(Clone)]
 enum Repr {
-    Inline { len: u8, bytes: [u8; INLINE_KEY_LEN] },
+    Inline {
+        len: u8,
+        bytes: [u8; INLINE_KEY_LEN],
+    },
     Shared(Arc<[u8]>),
 }
 
@@ -232,7 +235,10 @@ mod tests {
 
     #[test]
     fn u64_keys_sort_numerically() {
-        let mut keys: Vec<Key> = [300_u64, 2, 10, u64::MAX, 0].into_iter().map(Key::from).collect();
+        let mut keys: Vec<Key> = [300_u64, 2, 10, u64::MAX, 0]
+            .into_iter()
+            .map(Key::from)
+            .collect();
         keys.sort();
         let back: Vec<u64> = keys
             .iter()

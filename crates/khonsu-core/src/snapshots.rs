@@ -119,6 +119,10 @@ impl SnapshotRegistry {
     }
 
     /// Gives a snapshot back.
+    #[expect(
+        clippy::needless_pass_by_value,
+        reason = "taking the registration by value makes a double release impossible"
+    )]
     pub fn release(&self, snapshot: RegisteredSnapshot) {
         match snapshot.0 {
             Registration::Slot(index) => {
@@ -168,7 +172,9 @@ mod tests {
     fn overflow_snapshots_count_toward_the_watermark() {
         let oracle = TimestampOracle::new(1);
         let registry = SnapshotRegistry::new();
-        let mut held: Vec<_> = (0..SLOTS + 10).map(|_| registry.register(&oracle).0).collect();
+        let mut held: Vec<_> = (0..SLOTS + 10)
+            .map(|_| registry.register(&oracle).0)
+            .collect();
         assert_eq!(registry.active(), SLOTS + 10);
         for _ in 0..3 {
             oracle.allocate().unwrap().publish();

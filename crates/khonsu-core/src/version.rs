@@ -117,7 +117,7 @@ mod tests {
     #[test]
     fn versions_sort_newest_first_after_the_head() {
         let k = Key::from("k");
-        let mut keys = vec![
+        let mut keys = [
             VersionKey::new(Key::from("k2"), HEAD_TS),
             VersionKey::new(k.clone(), 4),
             VersionKey::new(k.clone(), HEAD_TS),

@@ -115,7 +115,13 @@ mod tests {
         };
         s.apply(2, &[put("a", 2), put("b", 2)]).unwrap();
         s.apply(1, &[put("a", 1)]).unwrap(); // late, older: ignored
-        s.apply(3, &[StorageMutation::Delete { key: Key::from("b") }]).unwrap();
+        s.apply(
+            3,
+            &[StorageMutation::Delete {
+                key: Key::from("b"),
+            }],
+        )
+        .unwrap();
         assert_eq!(s.get("a").map(|(ts, _)| ts), Some(2));
         assert!(s.get("b").is_none());
         let state = s.recover().unwrap();

@@ -18,15 +18,15 @@
 use std::sync::Arc;
 
 use khonsu_concurrency::{
-    Conflict, ConflictKind, Resolved, TransactionIsolation, WritePolicy,
-    resolve_write, validate_serializable,
+    Conflict, ConflictKind, Resolved, TransactionIsolation, WritePolicy, resolve_write,
+    validate_serializable,
 };
 use khonsu_core::{Key, KeyIntent, Timestamp};
 use khonsu_storage::StorageMutation;
 use snafu::{IntoError, ResultExt};
 
-use crate::error::{AbortedSnafu, ClockSnafu, Result, StorageSnafu};
 use crate::Transaction;
+use crate::error::{AbortedSnafu, ClockSnafu, Result, StorageSnafu};
 
 /// Longest wait, in backoff steps, for another committer's intent when
 /// waiting can succeed (e.g. `Replace`, `Append`). Each step spins or yields.
@@ -80,19 +80,17 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     for (key, write) in tracker.writes() {
         let fatal = policy.conflict_is_fatal(tracker.read_base(key), write);
         let budget = if fatal { 0 } else { INTENT_WAIT_BUDGET };
-        match buffer.lock(key, budget) {
-            Ok(intent) => intents.push(intent),
-            Err(_) => {
-                // Fatal: the holder commits a newer version, which would abort
-                // us anyway. Otherwise we waited the whole budget.
-                let kind = if fatal {
-                    ConflictKind::WriteWrite
-                } else {
-                    ConflictKind::Busy
-                };
-                return Err(abort(Conflict::on_key(kind, key.clone(), None).into()));
-            }
-        }
+        let Ok(intent) = buffer.lock(key, budget) else {
+            // Fatal: the holder commits a newer version, which would abort us
+            // anyway. Otherwise we waited the whole budget.
+            let kind = if fatal {
+                ConflictKind::WriteWrite
+            } else {
+                ConflictKind::Busy
+            };
+            return Err(abort(Conflict::on_key(kind, key.clone(), None).into()));
+        };
+        intents.push(intent);
     }
 
     // 3. The timestamp comes after the intents (Silo's order): a
@@ -103,8 +101,13 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
 
     // 4. Serializable: nothing read may have changed since it was read.
     if txn.isolation == TransactionIsolation::Serializable {
-        validate_serializable(tracker, buffer, txn.snapshot_ts)
-            .map_err(|conflict| abort(conflict.into()))?;
+        if let Err(conflict) = validate_serializable(tracker, buffer, txn.snapshot_ts) {
+            // Release the intents before the ticket publishes (which may
+            // wait for earlier commits), so other writers are not held up.
+            drop(intents);
+            drop(ticket);
+            return Err(abort(conflict.into()));
+        }
     }
 
     // 5. Settle every write against the newest committed version.

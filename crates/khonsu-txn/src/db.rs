@@ -42,7 +42,7 @@ impl Shared {
     /// The watermark for reclamation during a commit at `commit_ts`:
     /// recomputed every few commits, otherwise the cached value.
     pub(crate) fn watermark_for_commit(&self, commit_ts: Timestamp) -> Timestamp {
-        if commit_ts % WATERMARK_REFRESH_EVERY == 0 {
+        if commit_ts.is_multiple_of(WATERMARK_REFRESH_EVERY) {
             self.refresh_watermark()
         } else {
             self.cached_watermark.load(Ordering::Relaxed)
@@ -97,7 +97,6 @@ impl fmt::Debug for Khonsu {
 
 impl Khonsu {
     /// A builder with the defaults: `Serializable`, `Fail`, no storage.
-    #[must_use]
     pub fn builder() -> KhonsuBuilder {
         KhonsuBuilder::default()
     }
@@ -110,13 +109,7 @@ impl Khonsu {
         isolation: TransactionIsolation,
         resolution: ConflictResolution,
     ) -> Self {
-        Self::from_parts(
-            Some(storage),
-            isolation,
-            resolution,
-            DEFAULT_MAX_RETRIES,
-            0,
-        )
+        Self::from_parts(Some(storage), isolation, resolution, DEFAULT_MAX_RETRIES, 0)
     }
 
     fn from_parts(

@@ -57,7 +57,9 @@ impl fmt::Debug for Transaction {
 impl Transaction {
     pub(crate) fn begin(shared: Arc<Shared>, options: TransactionOptions) -> Self {
         let isolation = options.get_isolation().unwrap_or(shared.isolation);
-        let resolution = options.get_conflict_resolution().unwrap_or(shared.resolution);
+        let resolution = options
+            .get_conflict_resolution()
+            .unwrap_or(shared.resolution);
         let (registration, snapshot_ts) = shared.snapshots.register(&shared.oracle);
         let id = shared.next_txn_id();
         Self {
@@ -197,14 +199,17 @@ impl Transaction {
         if range_is_empty(&start, &end) {
             return Vec::new();
         }
-        let committed =
-            self.shared
-                .buffer
-                .scan_at(start.as_ref(), end.as_ref(), self.read_ts());
+        let committed = self
+            .shared
+            .buffer
+            .scan_at(start.as_ref(), end.as_ref(), self.read_ts());
         let merged = if self.tracker.is_read_only() {
             committed
         } else {
-            merge_own_writes(committed, self.tracker.writes_in(start.as_ref(), end.as_ref()))
+            merge_own_writes(
+                committed,
+                self.tracker.writes_in(start.as_ref(), end.as_ref()),
+            )
         };
         if !self.read_only {
             self.tracker.record_range(start, end);
@@ -291,10 +296,22 @@ mod tests {
     #[test]
     fn empty_and_inverted_ranges() {
         let (a, b) = (Key::from("a"), Key::from("b"));
-        assert!(range_is_empty(&Bound::Included(b.clone()), &Bound::Included(a.clone())));
-        assert!(range_is_empty(&Bound::Included(a.clone()), &Bound::Excluded(a.clone())));
-        assert!(range_is_empty(&Bound::Excluded(a.clone()), &Bound::Included(a.clone())));
-        assert!(!range_is_empty(&Bound::Included(a.clone()), &Bound::Included(a.clone())));
+        assert!(range_is_empty(
+            &Bound::Included(b.clone()),
+            &Bound::Included(a.clone())
+        ));
+        assert!(range_is_empty(
+            &Bound::Included(a.clone()),
+            &Bound::Excluded(a.clone())
+        ));
+        assert!(range_is_empty(
+            &Bound::Excluded(a.clone()),
+            &Bound::Included(a.clone())
+        ));
+        assert!(!range_is_empty(
+            &Bound::Included(a.clone()),
+            &Bound::Included(a.clone())
+        ));
         assert!(!range_is_empty(&Bound::Unbounded, &Bound::Excluded(a)));
         assert!(!range_is_empty(&Bound::Excluded(b), &Bound::Unbounded));
     }

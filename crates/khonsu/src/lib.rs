@@ -85,7 +85,7 @@
 //!
 //! ## Crate topology
 //!
-//! * [`arrow_utils`] (`khonsu-arrow-utils`) — RecordBatch helpers.
+//! * [`arrow_utils`] (`khonsu-arrow-utils`) — `RecordBatch` helpers.
 //! * [`core`] (`khonsu-core`) — `Key`, timestamps, the `TxnBuffer`.
 //! * [`concurrency`] (`khonsu-concurrency`) — dependency tracking, validation, conflict resolution.
 //! * [`storage`] (`khonsu-storage`) — the `Storage` trait and `MemoryStorage`.
@@ -124,8 +124,7 @@ pub mod arrow {
 pub mod prelude {
     pub use khonsu_storage::{MemoryStorage, Storage, StorageMutation};
     pub use khonsu_txn::{
-        CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget, Error, Key,
-        Khonsu, KhonsuBuilder, Result, Timestamp, Transaction, TransactionIsolation,
-        TransactionOptions,
+        CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget, Error, Key, Khonsu,
+        KhonsuBuilder, Result, Timestamp, Transaction, TransactionIsolation, TransactionOptions,
     };
 }

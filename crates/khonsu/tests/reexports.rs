@@ -10,7 +10,10 @@ fn prelude_paths() {
     let _ = Key::from(1_u64);
     let _: Timestamp = 0;
     let _: Arc<dyn Storage> = Arc::new(MemoryStorage::new());
-    assert_eq!(TransactionIsolation::default(), TransactionIsolation::Serializable);
+    assert_eq!(
+        TransactionIsolation::default(),
+        TransactionIsolation::Serializable
+    );
     assert_eq!(ConflictResolution::default(), ConflictResolution::Fail);
     let _: Option<CommitInfo> = None;
     let _: Option<Conflict> = None;
