@@ -128,3 +128,8 @@ pub mod prelude {
         KhonsuBuilder, Result, Timestamp, Transaction, TransactionIsolation, TransactionOptions,
     };
 }
+
+/// The README's example, compiled and run as a doctest so it cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
