@@ -40,6 +40,11 @@ pub fn validate_serializable(
     // Reads were made at `snapshot`, so "changed since it was read" is
     // "has a version newer than the snapshot".
     for (key, _observed) in tracker.point_reads() {
+        if tracker.writes_key(key) {
+            // A read-modify-write: conflict resolution checks it (and
+            // reports it as the write-write conflict it is).
+            continue;
+        }
         let Some(state) = buffer.intent_state(key) else {
             continue;
         };

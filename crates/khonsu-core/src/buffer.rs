@@ -13,7 +13,7 @@ use crossbeam_utils::Backoff;
 
 use crate::error::{IntentBusySnafu, Result};
 use crate::version::{HEAD_TS, Slot, VersionKey, version_range};
-use crate::{Key, Timestamp, VersionedValue};
+use crate::{Key, Pins, Timestamp, VersionedValue};
 
 // A key's head entry carries one 64-bit state word:
 //
@@ -57,10 +57,13 @@ pub struct BufferStats {
 /// What one reclamation pass over a key left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Pruned {
-    /// Versions still held for the key.
-    remaining: usize,
-    /// Whether the newest remaining version is a tombstone.
-    newest_is_tombstone: bool,
+    /// Whether any version of the key is left.
+    any_left: bool,
+    /// Whether the key should be revisited later: it still holds versions
+    /// above the watermark besides its newest (an open snapshot pins them),
+    /// or its newest version is a tombstone (the key itself can go once the
+    /// tombstone is old enough).
+    revisit: bool,
 }
 
 /// The shared multi-version store of committed data.
@@ -268,70 +271,122 @@ impl TxnBuffer {
     }
 
     /// Unlinks the versions of `key` that no snapshot at or after
-    /// `watermark` can see. The caller holds the key's intent.
-    fn prune_locked(&self, key: &Key, watermark: Timestamp) -> Pruned {
-        let mut remaining = 0;
-        let mut newest_is_tombstone = false;
-        let mut floor: Option<(Timestamp, bool)> = None;
-        let versions = self
-            .map
-            .range(version_range(Bound::Included(key), Bound::Included(key)));
-        for entry in versions {
-            if entry.key().is_head() {
-                continue;
+    /// `watermark` can see: everything older than the newest version at or
+    /// below the watermark (the *floor*), and the floor itself if it is a
+    /// tombstone with nothing older. The caller holds the key's intent.
+    ///
+    /// A few seeks, however long the key's history: the floor is found with
+    /// one `lower_bound`, and only the (usually zero or one) versions below
+    /// it are visited.
+    fn prune_below(&self, key: &Key, watermark: Timestamp) -> Pruned {
+        let floor_probe = VersionKey::new(key.clone(), watermark.min(HEAD_TS - 1));
+        if let Some(floor) = self.map.lower_bound(Bound::Included(&floor_probe))
+            && floor.key().key == *key
+            && !floor.key().is_head()
+        {
+            while let Some(older) = self.map.lower_bound(Bound::Excluded(floor.key())) {
+                if older.key().key != *key {
+                    break;
+                }
+                older.remove();
             }
-            let tombstone = entry.value().value.is_none();
-            if remaining == 0 {
-                newest_is_tombstone = tombstone;
-            }
-            remaining += 1;
-            if entry.key().ts <= watermark {
-                floor = Some((entry.key().ts, tombstone));
-                break;
+            // A tombstone with nothing older reads the same as no version.
+            if floor.value().value.is_none() {
+                floor.remove();
             }
         }
-        let Some((floor_ts, floor_is_tombstone)) = floor else {
+        let head = VersionKey::new(key.clone(), HEAD_TS);
+        let Some(newest) = self
+            .map
+            .lower_bound(Bound::Excluded(&head))
+            .filter(|e| e.key().key == *key)
+        else {
             return Pruned {
-                remaining,
-                newest_is_tombstone,
+                any_left: false,
+                revisit: false,
             };
         };
-        // Everything older than the floor version is invisible to every
-        // snapshot: the floor shadows it. Remove oldest-last, one seek each.
-        let floor_key = VersionKey::new(key.clone(), floor_ts);
-        while let Some(older) = self.map.lower_bound(Bound::Excluded(&floor_key)) {
-            if older.key().key != *key {
-                break;
-            }
-            older.remove();
-        }
-        // A tombstone at the floor reads the same as no version at all.
-        if floor_is_tombstone {
-            self.map.remove(&floor_key);
-            remaining -= 1;
-        }
+        let second_above_watermark = newest
+            .next()
+            .is_some_and(|e| e.key().key == *key && e.key().ts > watermark);
         Pruned {
-            remaining,
-            newest_is_tombstone,
+            any_left: true,
+            revisit: second_above_watermark || newest.value().value.is_none(),
         }
     }
 
-    /// Revisits up to `budget` keys queued for deferred reclamation.
-    /// Called by committers; cheap when the queue is empty.
+    /// Precise reclamation of `key`: keeps a version only if some pinned
+    /// point in time falls between its commit and the next newer version
+    /// (or it is newer than every pin), then drops trailing tombstones.
+    /// Returns how many versions are left. The caller holds the intent.
+    fn prune_pinned(&self, key: &Key, pins: &Pins) -> usize {
+        let newest_pin = pins.points.first().copied().unwrap_or(0);
+        let mut kept: Vec<Entry<'_, VersionKey, Slot>> = Vec::new();
+        let mut newer_ts = HEAD_TS;
+        let mut next_pin = pins.points.iter().copied().peekable();
+        for entry in self
+            .map
+            .range(version_range(Bound::Included(key), Bound::Included(key)))
+        {
+            let ts = entry.key().ts;
+            if entry.key().is_head() {
+                continue;
+            }
+            // Pins at or after `newer_ts` see a newer version, not this one.
+            while next_pin.next_if(|p| *p >= newer_ts).is_some() {}
+            let pinned = next_pin.peek().is_some_and(|p| *p >= ts);
+            let keep = ts > newest_pin || pinned || newer_ts > pins.from;
+            if keep {
+                kept.push(entry);
+            } else {
+                entry.remove();
+            }
+            newer_ts = ts;
+        }
+        // Oldest first: a tombstone with nothing older reads as no version.
+        while kept.last().is_some_and(|e| e.value().value.is_none()) {
+            if let Some(tombstone) = kept.pop() {
+                tombstone.remove();
+            }
+        }
+        kept.len()
+    }
+
+    /// Revisits up to `budget` keys queued for deferred reclamation,
+    /// reclaiming below `watermark`. Called by committers; cheap when the
+    /// queue is empty.
     pub fn collect_deferred(&self, watermark: Timestamp, budget: usize) {
         for _ in 0..budget {
             let Some(key) = self.deferred.pop() else {
                 return;
             };
-            self.collect_key(&key, watermark, true);
+            let head = VersionKey::new(key.clone(), HEAD_TS);
+            if let Some(entry) = self.map.get(&head) {
+                entry.value().state.fetch_and(!QUEUED, Ordering::SeqCst);
+            }
+            let Some(intent) = self.try_lock(&key) else {
+                // A committer holds it and reclaims it itself; it may also
+                // have been dropped entirely.
+                self.enqueue(&key);
+                continue;
+            };
+            let pruned = self.prune_below(&key, watermark);
+            if !pruned.any_left {
+                intent.unlink_head();
+                continue;
+            }
+            if pruned.revisit {
+                self.enqueue(&key);
+            }
+            intent.release();
         }
     }
 
-    /// Reclaims everything no snapshot at or after `watermark` can see,
-    /// across all keys, and drops keys whose last version is a reclaimed
-    /// tombstone. Keys whose intent is held right now are skipped (their
-    /// committer reclaims them).
-    pub fn collect_garbage(&self, watermark: Timestamp) {
+    /// Reclaims every version that no open snapshot can see, across all
+    /// keys — including versions between two open snapshots — and drops keys
+    /// whose last version is a reclaimed tombstone. Keys whose intent is held
+    /// right now are skipped (their committer reclaims them).
+    pub fn collect_garbage(&self, pins: &Pins) {
         let mut keys = Vec::new();
         for entry in &self.map {
             if entry.key().is_head() {
@@ -339,32 +394,17 @@ impl TxnBuffer {
             }
         }
         for key in &keys {
-            self.collect_key(key, watermark, false);
+            let Some(intent) = self.try_lock(key) else {
+                continue;
+            };
+            if self.prune_pinned(key, pins) == 0 {
+                intent.unlink_head();
+            } else {
+                intent.release();
+            }
         }
         // Hand this thread's deferred frees to the global epoch collector.
         crossbeam_epoch::pin().flush();
-    }
-
-    fn collect_key(&self, key: &Key, watermark: Timestamp, from_queue: bool) {
-        let head = VersionKey::new(key.clone(), HEAD_TS);
-        if from_queue && let Some(entry) = self.map.get(&head) {
-            entry.value().state.fetch_and(!QUEUED, Ordering::SeqCst);
-        }
-        let Some(intent) = self.try_lock(key) else {
-            if from_queue {
-                self.enqueue(key);
-            }
-            return;
-        };
-        let pruned = self.prune_locked(key, watermark);
-        if pruned.remaining == 0 {
-            intent.unlink_head();
-        } else {
-            if pruned.remaining > 1 || pruned.newest_is_tombstone {
-                self.enqueue(key);
-            }
-            intent.release();
-        }
     }
 
     fn enqueue(&self, key: &Key) {
@@ -439,11 +479,11 @@ impl KeyIntent<'_> {
         buffer
             .map
             .insert(VersionKey::new(key.clone(), ts), Slot::version(value));
-        let pruned = buffer.prune_locked(&key, watermark);
+        let pruned = buffer.prune_below(&key, watermark);
         self.latest_ts = self.latest_ts.max(ts);
-        if pruned.remaining > 1 || pruned.newest_is_tombstone {
-            // Either older versions wait for an open snapshot to close, or the
-            // key is deleted and its head can go once the tombstone is old.
+        if pruned.revisit {
+            // An open snapshot pins older versions, or the key is deleted and
+            // its head can go once the tombstone is old: look again later.
             buffer.enqueue(&key);
         }
         self.release_inner();
@@ -535,11 +575,45 @@ mod tests {
         write(&buffer, "a", 2, None, 1);
         assert_eq!(buffer.stats().keys, 1);
         assert_eq!(buffer.read_at(&Key::from("a"), 2).value, None);
-        buffer.collect_garbage(2);
+        buffer.collect_garbage(&Pins {
+            points: vec![2],
+            from: Timestamp::MAX,
+        });
         assert_eq!(buffer.stats(), BufferStats::default());
         // The key can be written again afterwards.
         write(&buffer, "a", 3, Some(3), 2);
         assert_eq!(buffer.read_at(&Key::from("a"), 3).commit_ts, 3);
+    }
+
+    #[test]
+    fn precise_collection_keeps_exactly_the_pinned_versions() {
+        let buffer = TxnBuffer::new();
+        let key = Key::from("k");
+        for ts in 1..=10 {
+            write(&buffer, "k", ts, Some(ts.cast_signed()), 0);
+        }
+        assert_eq!(buffer.stats().versions, 10);
+        // Snapshots at 3 and 7 (and the clock at 10): versions 3, 7, 10 stay.
+        let pins = Pins {
+            points: vec![10, 7, 3],
+            from: Timestamp::MAX,
+        };
+        buffer.collect_garbage(&pins);
+        assert_eq!(buffer.stats().versions, 3);
+        for (at, seen) in [(3, 3), (5, 3), (7, 7), (9, 7), (10, 10)] {
+            assert_eq!(buffer.read_at(&key, at).commit_ts, seen, "read at {at}");
+        }
+        // A read-latest pin from 7 keeps everything visible at 7 or later.
+        for ts in 11..=14 {
+            write(&buffer, "k", ts, Some(1), 0);
+        }
+        buffer.collect_garbage(&Pins {
+            points: vec![14],
+            from: 12,
+        });
+        let left: Vec<_> = (0..=14).map(|at| buffer.read_at(&key, at).commit_ts).collect();
+        assert_eq!(buffer.stats().versions, 3, "{left:?}"); // 12, 13, 14
+        assert_eq!(buffer.read_at(&key, 12).commit_ts, 12);
     }
 
     #[test]

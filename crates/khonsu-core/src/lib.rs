@@ -28,7 +28,7 @@
 //! intent.install(ticket.ts(), None, snapshots.watermark(&oracle));
 //! ticket.publish();
 //!
-//! let (snapshot, ts) = snapshots.register(&oracle);
+//! let (snapshot, ts) = snapshots.register(&oracle, false);
 //! assert_eq!(buffer.read_at(&key, ts).commit_ts, 1); // a tombstone, committed at 1
 //! snapshots.release(snapshot);
 //! ```
@@ -43,6 +43,6 @@ mod version;
 pub use buffer::{BufferStats, IntentState, KeyIntent, TxnBuffer};
 pub use error::{Error, Result};
 pub use key::{INLINE_KEY_LEN, Key};
-pub use snapshots::{RegisteredSnapshot, SnapshotRegistry};
+pub use snapshots::{Pins, RegisteredSnapshot, SnapshotRegistry};
 pub use timestamp::{CommitTicket, MAX_TIMESTAMP, Timestamp, TimestampOracle};
 pub use version::VersionedValue;

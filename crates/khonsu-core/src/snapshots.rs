@@ -12,6 +12,21 @@ use crate::timestamp::{Timestamp, TimestampOracle};
 /// Slot value meaning "no snapshot registered here".
 const FREE: u64 = u64::MAX;
 
+/// Flag in a slot value: a `ReadCommitted` transaction, which reads at its
+/// snapshot or any later timestamp.
+const READS_LATEST: u64 = 1 << 62;
+
+/// The points in time open snapshots read at (see [`SnapshotRegistry::pins`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Pins {
+    /// Exact read timestamps, newest first; the first is the clock's
+    /// visible timestamp when the pins were taken.
+    pub points: Vec<Timestamp>,
+    /// Every timestamp at or after this one is pinned (`ReadCommitted`
+    /// transactions); `Timestamp::MAX` when there is none.
+    pub from: Timestamp,
+}
+
 /// Number of cache-line-sized slots; more concurrent snapshots than this
 /// spill into an ordered overflow map.
 const SLOTS: usize = 128;
@@ -38,7 +53,7 @@ static NEXT_HINT: AtomicUsize = AtomicUsize::new(0);
 ///
 /// let oracle = TimestampOracle::new(5);
 /// let registry = SnapshotRegistry::new();
-/// let (snapshot, ts) = registry.register(&oracle);
+/// let (snapshot, ts) = registry.register(&oracle, false);
 /// assert_eq!(ts, 5);
 /// oracle.allocate().unwrap().publish();
 /// assert_eq!(registry.watermark(&oracle), 5); // the open snapshot pins 5
@@ -84,20 +99,53 @@ impl SnapshotRegistry {
 
     /// Registers a snapshot and returns it with its timestamp.
     ///
-    /// The registered value is published before the snapshot timestamp is
-    /// read, so a concurrent [`watermark`](Self::watermark) either sees this
-    /// registration or computes a watermark no newer than the snapshot.
-    pub fn register(&self, oracle: &TimestampOracle) -> (RegisteredSnapshot, Timestamp) {
-        let provisional = oracle.visible();
-        let registration = self.claim(provisional);
-        // Re-read after publishing the registration (both SeqCst): any
-        // watermark computed without seeing our slot read `visible` before
-        // we stored it, so it is <= this timestamp.
-        let snapshot = oracle.visible();
-        (RegisteredSnapshot(registration), snapshot)
+    /// `reads_latest` marks a `ReadCommitted` transaction: it reads at later
+    /// timestamps than its snapshot, so it pins every version visible at or
+    /// after it rather than one point in time.
+    ///
+    /// The slot holds exactly the returned timestamp. It is stored before the
+    /// clock is read again, and re-stored until the two agree, so a
+    /// concurrent [`pins`](Self::pins) scan either sees the final value or
+    /// read the clock before it was stored (and keeps what that clock value
+    /// sees, which is what this snapshot sees).
+    pub fn register(
+        &self,
+        oracle: &TimestampOracle,
+        reads_latest: bool,
+    ) -> (RegisteredSnapshot, Timestamp) {
+        let flag = if reads_latest { READS_LATEST } else { 0 };
+        let mut ts = oracle.visible();
+        let mut registration = self.claim(ts | flag);
+        loop {
+            let now = oracle.visible();
+            if now == ts {
+                break;
+            }
+            ts = now;
+            registration = self.update(registration, ts | flag);
+        }
+        (RegisteredSnapshot(registration), ts)
     }
 
-    fn claim(&self, ts: Timestamp) -> Registration {
+    fn update(&self, registration: Registration, value: u64) -> Registration {
+        match registration {
+            Registration::Slot(index) => {
+                if let Some(slot) = self.slots.get(index) {
+                    slot.store(value, Ordering::SeqCst);
+                }
+                Registration::Slot(index)
+            }
+            Registration::Overflow(old, seq) => {
+                // Insert the new value before removing the old one, so the
+                // registration is never absent.
+                self.overflow.insert((value, seq), ());
+                self.overflow.remove(&(old, seq));
+                Registration::Overflow(value, seq)
+            }
+        }
+    }
+
+    fn claim(&self, value: u64) -> Registration {
         let mut hint = SLOT_HINT.with(Cell::get);
         if hint >= self.slots.len() {
             hint = NEXT_HINT.fetch_add(1, Ordering::Relaxed) % self.slots.len();
@@ -106,7 +154,7 @@ impl SnapshotRegistry {
             let index = (hint + offset) % self.slots.len();
             if let Some(slot) = self.slots.get(index)
                 && slot
-                    .compare_exchange(FREE, ts, Ordering::SeqCst, Ordering::Relaxed)
+                    .compare_exchange(FREE, value, Ordering::SeqCst, Ordering::Relaxed)
                     .is_ok()
             {
                 SLOT_HINT.with(|h| h.set(index));
@@ -114,8 +162,8 @@ impl SnapshotRegistry {
             }
         }
         let seq = self.overflow_seq.fetch_add(1, Ordering::Relaxed);
-        self.overflow.insert((ts, seq), ());
-        Registration::Overflow(ts, seq)
+        self.overflow.insert((value, seq), ());
+        Registration::Overflow(value, seq)
     }
 
     /// Gives a snapshot back.
@@ -137,20 +185,53 @@ impl SnapshotRegistry {
     }
 
     /// The oldest timestamp an open snapshot may read at. Every version
-    /// that is not the newest one at or below the watermark, and not newer
-    /// than it, is unreachable and may be reclaimed.
+    /// that is neither newer than the watermark nor the newest one at or
+    /// below it is unreachable and may be reclaimed.
     #[must_use]
     pub fn watermark(&self, oracle: &TimestampOracle) -> Timestamp {
         // Read the clock first: a snapshot registered after our scan of its
         // slot reads the clock after this load and so is not older.
         let mut oldest = oracle.visible();
-        for slot in &*self.slots {
-            oldest = oldest.min(slot.load(Ordering::SeqCst));
-        }
-        if let Some(entry) = self.overflow.front() {
-            oldest = oldest.min(entry.key().0);
-        }
+        self.for_each(|ts, _| oldest = oldest.min(ts));
         oldest
+    }
+
+    /// The exact set of points in time open snapshots read at, for precise
+    /// reclamation: a version must be kept if one of `points` (or a
+    /// timestamp at or after `from`) falls between its commit and the next
+    /// newer version of its key.
+    ///
+    /// `points` is sorted newest first and starts with the clock's visible
+    /// timestamp, read before the scan (a snapshot the scan misses reads at
+    /// that timestamp or later, and sees what it sees or newer versions).
+    #[must_use]
+    pub fn pins(&self, oracle: &TimestampOracle) -> Pins {
+        let visible = oracle.visible();
+        let mut points = vec![visible];
+        let mut from = Timestamp::MAX;
+        self.for_each(|ts, reads_latest| {
+            if reads_latest {
+                from = from.min(ts);
+            } else {
+                points.push(ts);
+            }
+        });
+        points.sort_unstable_by(|a, b| b.cmp(a));
+        points.dedup();
+        Pins { points, from }
+    }
+
+    fn for_each(&self, mut visit: impl FnMut(Timestamp, bool)) {
+        for slot in &*self.slots {
+            let value = slot.load(Ordering::SeqCst);
+            if value != FREE {
+                visit(value & !READS_LATEST, value & READS_LATEST != 0);
+            }
+        }
+        for entry in &self.overflow {
+            let value = entry.key().0;
+            visit(value & !READS_LATEST, value & READS_LATEST != 0);
+        }
     }
 
     /// How many snapshots are registered right now.
@@ -173,19 +254,21 @@ mod tests {
         let oracle = TimestampOracle::new(1);
         let registry = SnapshotRegistry::new();
         let mut held: Vec<_> = (0..SLOTS + 10)
-            .map(|_| registry.register(&oracle).0)
+            .map(|_| registry.register(&oracle, false).0)
             .collect();
         assert_eq!(registry.active(), SLOTS + 10);
         for _ in 0..3 {
             oracle.allocate().unwrap().publish();
         }
         assert_eq!(registry.watermark(&oracle), 1);
-        let extra = registry.register(&oracle);
+        assert_eq!(registry.pins(&oracle).points, vec![4, 1]);
+        let extra = registry.register(&oracle, true);
         assert_eq!(extra.1, 4);
         for s in held.drain(..) {
             registry.release(s);
         }
         assert_eq!(registry.watermark(&oracle), 4);
+        assert_eq!(registry.pins(&oracle).from, 4);
         registry.release(extra.0);
         assert_eq!(registry.active(), 0);
     }

@@ -212,13 +212,16 @@ impl Khonsu {
         self.shared.buffer.stats()
     }
 
-    /// Reclaims every version no open snapshot can see, and forgets keys
-    /// whose deletion no open snapshot predates. Commits do this
-    /// incrementally; call this after a burst of writes to return memory at
-    /// once.
+    /// Reclaims every version no open snapshot can see — including versions
+    /// committed between two open snapshots — and forgets keys whose deletion
+    /// no open snapshot predates. Commits reclaim incrementally below the
+    /// oldest open snapshot; call this after a burst of writes, or while a
+    /// long-lived snapshot is open, to return memory at once. It walks every
+    /// key, so its cost is proportional to the buffer's size.
     pub fn collect_garbage(&self) {
-        let watermark = self.shared.refresh_watermark();
-        self.shared.buffer.collect_garbage(watermark);
+        self.shared.refresh_watermark();
+        let pins = self.shared.snapshots.pins(&self.shared.oracle);
+        self.shared.buffer.collect_garbage(&pins);
     }
 
     /// The newest timestamp visible to a transaction starting now.

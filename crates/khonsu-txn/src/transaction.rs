@@ -60,7 +60,8 @@ impl Transaction {
         let resolution = options
             .get_conflict_resolution()
             .unwrap_or(shared.resolution);
-        let (registration, snapshot_ts) = shared.snapshots.register(&shared.oracle);
+        let reads_latest = !isolation.reads_snapshot();
+        let (registration, snapshot_ts) = shared.snapshots.register(&shared.oracle, reads_latest);
         let id = shared.next_txn_id();
         Self {
             shared,
