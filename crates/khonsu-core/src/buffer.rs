@@ -611,7 +611,9 @@ mod tests {
             points: vec![14],
             from: 12,
         });
-        let left: Vec<_> = (0..=14).map(|at| buffer.read_at(&key, at).commit_ts).collect();
+        let left: Vec<_> = (0..=14)
+            .map(|at| buffer.read_at(&key, at).commit_ts)
+            .collect();
         assert_eq!(buffer.stats().versions, 3, "{left:?}"); // 12, 13, 14
         assert_eq!(buffer.read_at(&key, 12).commit_ts, 12);
     }

@@ -72,7 +72,7 @@ pub struct SnapshotRegistry {
 #[must_use = "a registered snapshot pins old versions until it is released"]
 pub struct RegisteredSnapshot(Registration);
 
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 enum Registration {
     Slot(usize),
     Overflow(Timestamp, u64),

@@ -100,14 +100,14 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     let commit_ts = ticket.ts();
 
     // 4. Serializable: nothing read may have changed since it was read.
-    if txn.isolation == TransactionIsolation::Serializable {
-        if let Err(conflict) = validate_serializable(tracker, buffer, txn.snapshot_ts) {
-            // Release the intents before the ticket publishes (which may
-            // wait for earlier commits), so other writers are not held up.
-            drop(intents);
-            drop(ticket);
-            return Err(abort(conflict.into()));
-        }
+    if txn.isolation == TransactionIsolation::Serializable
+        && let Err(conflict) = validate_serializable(tracker, buffer, txn.snapshot_ts)
+    {
+        // Release the intents before the ticket publishes (which may wait
+        // for earlier commits), so other writers are not held up.
+        drop(intents);
+        drop(ticket);
+        return Err(abort(conflict.into()));
     }
 
     // 5. Settle every write against the newest committed version.
