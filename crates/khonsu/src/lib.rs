@@ -4,7 +4,7 @@
 //! [`RecordBatch`](arrow_array::RecordBatch)es. Many threads run
 //! transactions over one shared, in-memory, multi-version buffer with real
 //! isolation levels; committed changes can be persisted through a
-//! [`Storage`](storage::Storage).
+//! [`Storage`].
 //!
 //! This crate is a facade: it re-exports the layered crates below and holds
 //! no logic of its own.
