@@ -26,6 +26,17 @@ const DEAD: u64 = 1 << 62;
 const QUEUED: u64 = 1 << 61;
 const TS_MASK: u64 = QUEUED - 1;
 
+/// Consecutive skipped entries of one key after which a walk seeks past
+/// them instead of stepping (a seek costs about as much as a few steps).
+const SEEK_AFTER_SKIPS: u32 = 4;
+
+/// What a [`TxnBuffer::walk`] visitor wants next.
+enum Step {
+    Next,
+    Seek(Bound<VersionKey>),
+    Stop,
+}
+
 /// The state of a key's write intent, as a validator sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct IntentState {
@@ -148,6 +159,10 @@ impl TxnBuffer {
     }
 
     /// Every key in `range` with a live value at snapshot `ts`, in key order.
+    ///
+    /// One ordered walk: per key, the first version at or below `ts` is the
+    /// visible one. When a key has a long history (an old snapshot pins it),
+    /// the walk seeks past it instead of stepping through every version.
     #[must_use]
     pub fn scan_at(
         &self,
@@ -156,20 +171,59 @@ impl TxnBuffer {
         ts: Timestamp,
     ) -> Vec<(Key, Arc<RecordBatch>)> {
         let mut out = Vec::new();
-        // Entries come as head, newest .. oldest version, next head, ...
-        // The first version at or below `ts` of each key is the visible one.
         let mut decided: Option<Key> = None;
-        for entry in self.map.range(version_range(start, end)) {
+        let mut skipped = 0_u32;
+        self.walk(version_range(start, end), |entry| {
             let vk = entry.key();
-            if vk.is_head() || vk.ts > ts || decided.as_ref() == Some(&vk.key) {
-                continue;
+            if vk.is_head() {
+                skipped = 0;
+                return Step::Next;
             }
+            let done = decided.as_ref() == Some(&vk.key);
+            if done || vk.ts > ts {
+                skipped += 1;
+                if skipped < SEEK_AFTER_SKIPS {
+                    return Step::Next;
+                }
+                skipped = 0;
+                return Step::Seek(if done {
+                    // Past every version of this key: the next key's head.
+                    Bound::Excluded(VersionKey::new(vk.key.clone(), 0))
+                } else {
+                    // Straight to the version visible at `ts`.
+                    Bound::Included(VersionKey::new(vk.key.clone(), ts))
+                });
+            }
+            skipped = 0;
             decided = Some(vk.key.clone());
             if let Some(batch) = &entry.value().value {
                 out.push((vk.key.clone(), Arc::clone(batch)));
             }
-        }
+            Step::Next
+        });
         out
+    }
+
+    /// Walks `range` in order; `visit` may jump ahead or stop.
+    fn walk(
+        &self,
+        range: (Bound<VersionKey>, Bound<VersionKey>),
+        mut visit: impl FnMut(&Entry<'_, VersionKey, Slot>) -> Step,
+    ) {
+        let (mut low, high) = range;
+        'seek: loop {
+            for entry in self.map.range((low.clone(), high.clone())) {
+                match visit(&entry) {
+                    Step::Next => {}
+                    Step::Seek(to) => {
+                        low = to;
+                        continue 'seek;
+                    }
+                    Step::Stop => return,
+                }
+            }
+            return;
+        }
     }
 
     /// The intent state of `key`, or `None` if the buffer has never seen it
@@ -190,13 +244,29 @@ impl TxnBuffer {
         end: Bound<&Key>,
         mut visit: impl FnMut(&Key, IntentState) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
-        for entry in self.map.range(version_range(start, end)) {
-            if entry.key().is_head() {
-                let state = IntentState::from_word(entry.value().state.load(Ordering::SeqCst));
-                visit(&entry.key().key, state)?;
+        let mut outcome = ControlFlow::Continue(());
+        let mut skipped = 0_u32;
+        self.walk(version_range(start, end), |entry| {
+            let vk = entry.key();
+            if !vk.is_head() {
+                skipped += 1;
+                if skipped < SEEK_AFTER_SKIPS {
+                    return Step::Next;
+                }
+                skipped = 0;
+                return Step::Seek(Bound::Excluded(VersionKey::new(vk.key.clone(), 0)));
             }
-        }
-        ControlFlow::Continue(())
+            skipped = 0;
+            let state = IntentState::from_word(entry.value().state.load(Ordering::SeqCst));
+            match visit(&vk.key, state) {
+                ControlFlow::Continue(()) => Step::Next,
+                broken @ ControlFlow::Break(_) => {
+                    outcome = broken;
+                    Step::Stop
+                }
+            }
+        });
+        outcome
     }
 
     /// Takes the write intent on `key`, creating the key's head if needed.
@@ -529,7 +599,7 @@ impl Drop for KeyIntent<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use arrow_array::Int64Array;
+    use arrow_array::{Array, Int64Array};
 
     fn batch(v: i64) -> Arc<RecordBatch> {
         Arc::new(
@@ -616,6 +686,57 @@ mod tests {
             .collect();
         assert_eq!(buffer.stats().versions, 3, "{left:?}"); // 12, 13, 14
         assert_eq!(buffer.read_at(&key, 12).commit_ts, 12);
+    }
+
+    #[test]
+    fn scans_skip_long_histories() {
+        let buffer = TxnBuffer::new();
+        write(&buffer, "a", 1, Some(1), 0);
+        for ts in 2..=100 {
+            write(&buffer, "b", ts, Some(ts.cast_signed()), 0);
+        }
+        write(&buffer, "c", 101, Some(101), 0);
+        let at = |ts| {
+            buffer
+                .scan_at(Bound::Unbounded, Bound::Unbounded, ts)
+                .into_iter()
+                .map(|(k, b)| {
+                    let col = b.column(0).as_any().downcast_ref::<Int64Array>().unwrap();
+                    (k, col.value(0))
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(at(1), vec![(Key::from("a"), 1)]);
+        assert_eq!(at(50), vec![(Key::from("a"), 1), (Key::from("b"), 50)]);
+        assert_eq!(
+            at(101),
+            vec![
+                (Key::from("a"), 1),
+                (Key::from("b"), 100),
+                (Key::from("c"), 101)
+            ]
+        );
+        let mut heads = Vec::new();
+        let _ = buffer.for_each_intent::<()>(Bound::Unbounded, Bound::Unbounded, |k, state| {
+            heads.push((k.clone(), state.latest_ts));
+            ControlFlow::Continue(())
+        });
+        assert_eq!(
+            heads,
+            vec![
+                (Key::from("a"), 1),
+                (Key::from("b"), 100),
+                (Key::from("c"), 101)
+            ]
+        );
+        let stopped = buffer.for_each_intent(Bound::Unbounded, Bound::Unbounded, |k, _| {
+            if *k == Key::from("b") {
+                ControlFlow::Break(k.clone())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(stopped, ControlFlow::Break(Key::from("b")));
     }
 
     #[test]
