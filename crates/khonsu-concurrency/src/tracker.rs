@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::collections::btree_map;
-use std::ops::Bound;
+use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
@@ -35,6 +35,16 @@ pub struct RangeRead {
     pub start: Bound<Key>,
     /// End bound.
     pub end: Bound<Key>,
+    /// The timestamp the range was read at.
+    pub read_ts: Timestamp,
+}
+
+impl RangeRead {
+    /// Whether `key` lies in the range.
+    #[must_use]
+    pub fn contains(&self, key: &Key) -> bool {
+        (self.start.as_ref(), self.end.as_ref()).contains(key)
+    }
 }
 
 /// The footprint of one transaction: its point reads (with the version each
@@ -46,39 +56,42 @@ pub struct RangeRead {
 /// this footprint. Reads of keys the transaction already wrote are not
 /// dependencies (they see the transaction's own write) and are not recorded.
 ///
+/// A key counts as read whether it was read with `read` or seen by a
+/// `scan` whose range covers it: writing it afterwards is a
+/// read-modify-write.
+///
 /// Point reads are an append-only `Vec` (no hashing on the read path);
 /// [`seal`](Self::seal) sorts and de-duplicates them once at commit.
 ///
 /// ```
+/// use std::ops::Bound;
 /// use khonsu_concurrency::{DependencyTracker, StagedWrite};
 /// use khonsu_core::Key;
 ///
-/// let mut tracker = DependencyTracker::new(true);
+/// let mut tracker = DependencyTracker::new();
 /// tracker.record_read(&Key::from("a"), 4);
-/// tracker.record_write(Key::from("a"), StagedWrite::Delete);
-/// tracker.record_write(Key::from("b"), StagedWrite::Delete);
+/// tracker.record_range(Bound::Included(Key::from("m")), Bound::Unbounded, 6);
+/// for key in ["a", "b", "z"] {
+///     tracker.record_write(Key::from(key), StagedWrite::Delete);
+/// }
 /// tracker.seal();
-/// assert_eq!(tracker.read_base(&Key::from("a")), Some(4)); // read-modify-write
+/// assert_eq!(tracker.read_base(&Key::from("a")), Some(4)); // read, then written
 /// assert_eq!(tracker.read_base(&Key::from("b")), None);    // blind write
+/// assert_eq!(tracker.read_base(&Key::from("z")), Some(6)); // scanned, then written
 /// ```
 #[derive(Debug, Default)]
 pub struct DependencyTracker {
     point_reads: Vec<(Key, Timestamp)>,
     range_reads: Vec<RangeRead>,
     writes: BTreeMap<Key, StagedWrite>,
-    track_ranges: bool,
     sealed: bool,
 }
 
 impl DependencyTracker {
-    /// An empty footprint; `track_ranges` is whether range reads matter
-    /// (only `Serializable` validates them).
+    /// An empty footprint.
     #[must_use]
-    pub fn new(track_ranges: bool) -> Self {
-        Self {
-            track_ranges,
-            ..Self::default()
-        }
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Records that `key` was read and which version was seen (`0` when the
@@ -89,11 +102,13 @@ impl DependencyTracker {
         self.sealed = false;
     }
 
-    /// Records a range read.
-    pub fn record_range(&mut self, start: Bound<Key>, end: Bound<Key>) {
-        if self.track_ranges {
-            self.range_reads.push(RangeRead { start, end });
-        }
+    /// Records a range read at `read_ts`.
+    pub fn record_range(&mut self, start: Bound<Key>, end: Bound<Key>, read_ts: Timestamp) {
+        self.range_reads.push(RangeRead {
+            start,
+            end,
+            read_ts,
+        });
     }
 
     /// Stages a write (replacing an earlier staged write of the same key).
@@ -169,16 +184,24 @@ impl DependencyTracker {
     }
 
     /// For a written key that the transaction read before writing it (a
-    /// read-modify-write), the version it read; `None` for a blind write.
-    /// Call [`seal`](Self::seal) first.
+    /// read-modify-write), the newest observation of it: the version a
+    /// point read saw, or the timestamp a covering scan read at. `None` for
+    /// a blind write. Call [`seal`](Self::seal) first.
     #[must_use]
     pub fn read_base(&self, key: &Key) -> Option<Timestamp> {
         debug_assert!(self.sealed, "seal() before read_base()");
-        self.point_reads
+        let point = self
+            .point_reads
             .binary_search_by(|(k, _)| k.cmp(key))
             .ok()
             .and_then(|i| self.point_reads.get(i))
-            .map(|(_, ts)| *ts)
+            .map(|(_, ts)| *ts);
+        self.range_reads
+            .iter()
+            .filter(|range| range.contains(key))
+            .map(|range| range.read_ts)
+            .chain(point)
+            .max()
     }
 }
 
@@ -188,14 +211,20 @@ mod tests {
 
     #[test]
     fn seal_keeps_the_newest_observation_per_key() {
-        let mut t = DependencyTracker::new(false);
+        let mut t = DependencyTracker::new();
         t.record_read(&Key::from("b"), 3);
         t.record_read(&Key::from("a"), 1);
         t.record_read(&Key::from("b"), 7);
-        t.record_range(Bound::Unbounded, Bound::Unbounded);
+        t.record_range(
+            Bound::Excluded(Key::from("a")),
+            Bound::Included(Key::from("c")),
+            5,
+        );
         t.seal();
         assert_eq!(t.point_reads(), &[(Key::from("a"), 1), (Key::from("b"), 7)]);
-        assert!(t.range_reads().is_empty(), "ranges not tracked when off");
-        assert_eq!(t.read_base(&Key::from("c")), None);
+        assert_eq!(t.read_base(&Key::from("a")), Some(1)); // outside the range
+        assert_eq!(t.read_base(&Key::from("b")), Some(7)); // newest observation wins
+        assert_eq!(t.read_base(&Key::from("c")), Some(5)); // only scanned
+        assert_eq!(t.read_base(&Key::from("d")), None);
     }
 }

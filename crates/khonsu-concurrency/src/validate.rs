@@ -64,7 +64,12 @@ pub fn validate_serializable(
             as_ref_bound(&range.start),
             as_ref_bound(&range.end),
             |key: &Key, state| {
-                if (state.locked && !tracker.writes_key(key)) || state.latest_ts > snapshot {
+                // Written keys in the range are read-modify-writes, checked by
+                // conflict resolution (our own intent is on them).
+                if tracker.writes_key(key) {
+                    return ControlFlow::Continue(());
+                }
+                if state.locked || state.latest_ts > snapshot {
                     ControlFlow::Break((state.latest_ts > snapshot).then_some(state.latest_ts))
                 } else {
                     ControlFlow::Continue(())

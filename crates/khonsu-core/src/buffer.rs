@@ -11,20 +11,27 @@ use crossbeam_skiplist::SkipMap;
 use crossbeam_skiplist::map::Entry;
 use crossbeam_utils::Backoff;
 
-use crate::error::{IntentBusySnafu, Result};
+use crate::error::{IntentBusySnafu, Result, TimestampOutOfRangeSnafu};
 use crate::version::{HEAD_TS, Slot, VersionKey, version_range};
 use crate::{Key, Pins, Timestamp, VersionedValue};
 
 // A key's head entry carries one 64-bit state word:
 //
-//   bit 63  LOCKED  a committer holds the key's write intent
-//   bit 62  DEAD    the head is being unlinked (key fully reclaimed); lockers retry
-//   bit 61  QUEUED  the key sits in the deferred-reclamation queue
-//   0..=60          commit timestamp of the key's newest version (0: none yet)
+//   bit 63  LOCKED   a committer holds the key's write intent
+//   bit 62  DEAD     the head is being unlinked (key fully reclaimed); lockers retry
+//   bit 61  QUEUED   the key sits in the deferred-reclamation queue
+//   bit 60  PRUNING  reclamation is unlinking old versions of the key
+//   0..=59           commit timestamp of the key's newest version (0: none yet)
+//
+// LOCKED and PRUNING exclude each other and each excludes itself. Validators
+// only look at LOCKED: pruning never changes what any snapshot reads, so it
+// must not look like a concurrent writer.
 const LOCKED: u64 = 1 << 63;
 const DEAD: u64 = 1 << 62;
 const QUEUED: u64 = 1 << 61;
-const TS_MASK: u64 = QUEUED - 1;
+const PRUNING: u64 = 1 << 60;
+const TS_MASK: u64 = PRUNING - 1;
+const _: () = assert!(crate::MAX_TIMESTAMP == TS_MASK);
 
 /// Consecutive skipped entries of one key after which a walk seeks past
 /// them instead of stepping (a seek costs about as much as a few steps).
@@ -117,8 +124,8 @@ struct Pruned {
 /// };
 /// let buffer = TxnBuffer::new();
 /// let key = Key::from("k");
-/// buffer.lock(&key, 0).unwrap().install(5, Some(batch(1)), 0);
-/// buffer.lock(&key, 0).unwrap().install(9, Some(batch(2)), 0);
+/// buffer.lock(&key, 0).unwrap().install(5, Some(batch(1)), 0).unwrap();
+/// buffer.lock(&key, 0).unwrap().install(9, Some(batch(2)), 0).unwrap();
 ///
 /// assert_eq!(buffer.read_at(&key, 4).commit_ts, 0);       // before the first commit
 /// assert_eq!(buffer.read_at(&key, 7).commit_ts, 5);       // sees the first version
@@ -292,6 +299,11 @@ impl TxnBuffer {
                     // The head is being unlinked; look it up (or create it) again.
                     break;
                 }
+                if word & PRUNING != 0 {
+                    // Reclamation holds the key briefly; it is never a conflict.
+                    backoff.snooze();
+                    continue;
+                }
                 if word & LOCKED != 0 {
                     snafu::ensure!(
                         waits < max_waits,
@@ -312,6 +324,7 @@ impl TxnBuffer {
                         buffer: self,
                         entry,
                         latest_ts: word & TS_MASK,
+                        bit: LOCKED,
                         finished: false,
                     });
                 }
@@ -320,22 +333,24 @@ impl TxnBuffer {
         }
     }
 
-    /// Takes the intent only if it is free right now.
-    fn try_lock(&self, key: &Key) -> Option<KeyIntent<'_>> {
+    /// Takes the key for reclamation (the `PRUNING` bit) if neither a
+    /// committer nor another reclaimer holds it right now.
+    fn try_prune_lock(&self, key: &Key) -> Option<KeyIntent<'_>> {
         let entry = self.map.get(&VersionKey::new(key.clone(), HEAD_TS))?;
         let word = entry.value().state.load(Ordering::SeqCst);
-        if word & (LOCKED | DEAD) != 0 {
+        if word & (LOCKED | DEAD | PRUNING) != 0 {
             return None;
         }
         entry
             .value()
             .state
-            .compare_exchange(word, word | LOCKED, Ordering::SeqCst, Ordering::SeqCst)
+            .compare_exchange(word, word | PRUNING, Ordering::SeqCst, Ordering::SeqCst)
             .ok()?;
         Some(KeyIntent {
             buffer: self,
             entry,
             latest_ts: word & TS_MASK,
+            bit: PRUNING,
             finished: false,
         })
     }
@@ -390,7 +405,6 @@ impl TxnBuffer {
     /// (or it is newer than every pin), then drops trailing tombstones.
     /// Returns how many versions are left. The caller holds the intent.
     fn prune_pinned(&self, key: &Key, pins: &Pins) -> usize {
-        let newest_pin = pins.points.first().copied().unwrap_or(0);
         let mut kept: Vec<Entry<'_, VersionKey, Slot>> = Vec::new();
         let mut newer_ts = HEAD_TS;
         let mut next_pin = pins.points.iter().copied().peekable();
@@ -405,7 +419,7 @@ impl TxnBuffer {
             // Pins at or after `newer_ts` see a newer version, not this one.
             while next_pin.next_if(|p| *p >= newer_ts).is_some() {}
             let pinned = next_pin.peek().is_some_and(|p| *p >= ts);
-            let keep = ts > newest_pin || pinned || newer_ts > pins.from;
+            let keep = ts > pins.visible || pinned || newer_ts > pins.from;
             if keep {
                 kept.push(entry);
             } else {
@@ -434,7 +448,7 @@ impl TxnBuffer {
             if let Some(entry) = self.map.get(&head) {
                 entry.value().state.fetch_and(!QUEUED, Ordering::SeqCst);
             }
-            let Some(intent) = self.try_lock(&key) else {
+            let Some(intent) = self.try_prune_lock(&key) else {
                 // A committer holds it and reclaims it itself; it may also
                 // have been dropped entirely.
                 self.enqueue(&key);
@@ -464,7 +478,7 @@ impl TxnBuffer {
             }
         }
         for key in &keys {
-            let Some(intent) = self.try_lock(key) else {
+            let Some(intent) = self.try_prune_lock(key) else {
                 continue;
             };
             if self.prune_pinned(key, pins) == 0 {
@@ -518,6 +532,8 @@ pub struct KeyIntent<'a> {
     buffer: &'a TxnBuffer,
     entry: Entry<'a, VersionKey, Slot>,
     latest_ts: Timestamp,
+    /// `LOCKED` for a committer's intent, `PRUNING` for reclamation.
+    bit: u64,
     finished: bool,
 }
 
@@ -543,7 +559,21 @@ impl KeyIntent<'_> {
 
     /// Installs a version committed at `ts` (`None`: a tombstone), reclaims
     /// what `watermark` allows, and releases the intent.
-    pub fn install(mut self, ts: Timestamp, value: Option<Arc<RecordBatch>>, watermark: Timestamp) {
+    ///
+    /// # Errors
+    /// [`Error::TimestampOutOfRange`](crate::Error::TimestampOutOfRange) when
+    /// `ts` is 0 or above [`MAX_TIMESTAMP`](crate::MAX_TIMESTAMP); nothing
+    /// is installed and the intent is released.
+    pub fn install(
+        mut self,
+        ts: Timestamp,
+        value: Option<Arc<RecordBatch>>,
+        watermark: Timestamp,
+    ) -> Result<()> {
+        snafu::ensure!(
+            (1..=crate::MAX_TIMESTAMP).contains(&ts),
+            TimestampOutOfRangeSnafu { ts }
+        );
         let buffer = self.buffer;
         let key = self.key().clone();
         buffer
@@ -558,40 +588,57 @@ impl KeyIntent<'_> {
         }
         self.release_inner();
         self.finished = true;
+        Ok(())
     }
 
-    /// Releases the intent without installing anything.
+    /// Releases the intent without installing anything. A head this intent
+    /// created for a key that never had a version is unlinked again, so
+    /// aborted inserts leave nothing behind.
     pub fn release(mut self) {
-        self.release_inner();
+        self.finish_without_install();
+    }
+
+    fn finish_without_install(&mut self) {
+        if self.bit == LOCKED && self.latest_ts == 0 {
+            self.unlink_head_inner();
+        } else {
+            self.release_inner();
+        }
         self.finished = true;
     }
 
     fn release_inner(&self) {
-        let latest = self.latest_ts;
+        let latest = self.latest_ts & TS_MASK;
+        let bit = self.bit;
         // Keep the QUEUED flag, which other threads may set while we hold the
-        // intent; clear LOCKED and store the newest commit timestamp.
+        // intent; clear our bit and store the newest commit timestamp.
         let _ = self
             .entry
             .value()
             .state
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |word| {
-                Some((word & QUEUED) | latest)
+                Some((word & QUEUED) | (word & (LOCKED | PRUNING) & !bit) | latest)
             });
     }
 
     /// Marks the head dead and unlinks it (the key has no versions left).
     fn unlink_head(mut self) {
-        let state = &self.entry.value().state;
-        state.fetch_or(DEAD, Ordering::SeqCst);
-        self.entry.remove();
+        self.unlink_head_inner();
         self.finished = true;
+    }
+
+    fn unlink_head_inner(&self) {
+        // DEAD is set while we hold the key, so no committer can be between
+        // taking it and installing; lockers that meet DEAD look the key up again.
+        self.entry.value().state.fetch_or(DEAD, Ordering::SeqCst);
+        self.entry.remove();
     }
 }
 
 impl Drop for KeyIntent<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.release_inner();
+            self.finish_without_install();
         }
     }
 }
@@ -611,7 +658,8 @@ mod tests {
         buffer
             .lock(&Key::from(key), 0)
             .unwrap()
-            .install(ts, v.map(batch), watermark);
+            .install(ts, v.map(batch), watermark)
+            .unwrap();
     }
 
     #[test]
@@ -646,6 +694,7 @@ mod tests {
         assert_eq!(buffer.stats().keys, 1);
         assert_eq!(buffer.read_at(&Key::from("a"), 2).value, None);
         buffer.collect_garbage(&Pins {
+            visible: 2,
             points: vec![2],
             from: Timestamp::MAX,
         });
@@ -665,6 +714,7 @@ mod tests {
         assert_eq!(buffer.stats().versions, 10);
         // Snapshots at 3 and 7 (and the clock at 10): versions 3, 7, 10 stay.
         let pins = Pins {
+            visible: 10,
             points: vec![10, 7, 3],
             from: Timestamp::MAX,
         };
@@ -678,6 +728,7 @@ mod tests {
             write(&buffer, "k", ts, Some(1), 0);
         }
         buffer.collect_garbage(&Pins {
+            visible: 14,
             points: vec![14],
             from: 12,
         });
@@ -686,6 +737,70 @@ mod tests {
             .collect();
         assert_eq!(buffer.stats().versions, 3, "{left:?}"); // 12, 13, 14
         assert_eq!(buffer.read_at(&key, 12).commit_ts, 12);
+    }
+
+    #[test]
+    fn versions_newer_than_the_scanned_clock_survive_precise_collection() {
+        // The registry scan read the clock at 10, then snapshots at 11 and 12
+        // registered unseen: everything above 10 must stay.
+        let buffer = TxnBuffer::new();
+        let key = Key::from("a");
+        for ts in [10, 11, 12] {
+            write(&buffer, "a", ts, Some(1), 0);
+        }
+        // Even if the points carry a snapshot newer than the clock reading
+        // (registered during the scan), the clock reading decides.
+        buffer.collect_garbage(&Pins {
+            visible: 10,
+            points: vec![12, 10],
+            from: Timestamp::MAX,
+        });
+        assert_eq!(buffer.read_at(&key, 11).commit_ts, 11);
+        assert_eq!(buffer.read_at(&key, 10).commit_ts, 10);
+    }
+
+    #[test]
+    fn reclamation_is_not_a_writer() {
+        let buffer = TxnBuffer::new();
+        let key = Key::from("k");
+        write(&buffer, "k", 1, Some(1), 0);
+        let pruning = buffer.try_prune_lock(&key).unwrap();
+        // Validators do not see a pruner as a concurrent writer ...
+        assert!(!buffer.intent_state(&key).unwrap().locked);
+        // ... and a committer cannot take the key until it is done.
+        assert!(buffer.try_prune_lock(&key).is_none());
+        pruning.release();
+        let intent = buffer.lock(&key, 0).unwrap();
+        assert!(buffer.try_prune_lock(&key).is_none());
+        assert!(buffer.intent_state(&key).unwrap().locked);
+        intent.release();
+        assert_eq!(buffer.intent_state(&key).unwrap().latest_ts, 1);
+    }
+
+    #[test]
+    fn aborted_inserts_leave_no_head_behind() {
+        let buffer = TxnBuffer::new();
+        for i in 0..100_u64 {
+            drop(buffer.lock(&Key::from(i), 0).unwrap());
+        }
+        buffer.lock(&Key::from("x"), 0).unwrap().release();
+        assert_eq!(buffer.stats(), BufferStats::default());
+    }
+
+    #[test]
+    fn out_of_range_timestamps_are_refused() {
+        let buffer = TxnBuffer::new();
+        let key = Key::from("k");
+        for ts in [0, crate::MAX_TIMESTAMP + 1, u64::MAX] {
+            let result = buffer.lock(&key, 0).unwrap().install(ts, None, 0);
+            assert!(matches!(
+                result,
+                Err(crate::Error::TimestampOutOfRange { .. })
+            ));
+        }
+        // The key is still usable.
+        write(&buffer, "k", 3, Some(3), 0);
+        assert_eq!(buffer.read_at(&key, 3).commit_ts, 3);
     }
 
     #[test]
@@ -770,7 +885,7 @@ mod tests {
             Err(crate::Error::IntentBusy { spins: 3, .. })
         ));
         assert!(buffer.intent_state(&key).unwrap().locked);
-        held.install(7, Some(batch(1)), 0);
+        held.install(7, Some(batch(1)), 0).unwrap();
         let state = buffer.intent_state(&key).unwrap();
         assert_eq!(
             state,

@@ -19,6 +19,17 @@ pub enum Error {
         location: Location,
     },
 
+    /// A version was to be installed at a timestamp the buffer cannot
+    /// represent (0, or above `MAX_TIMESTAMP`).
+    #[snafu(display("commit timestamp {ts} is out of range (1..={max})", max = crate::MAX_TIMESTAMP))]
+    TimestampOutOfRange {
+        /// The refused timestamp.
+        ts: u64,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// Another commit held the write intent on `key` for longer than the wait budget.
     #[snafu(display(
         "write intent on {key:?} is held by another commit (gave up after {spins} waits)"

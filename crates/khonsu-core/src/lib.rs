@@ -25,7 +25,7 @@
 //! let key = Key::from("answer");
 //! let intent = buffer.lock(&key, 0).unwrap();
 //! let ticket = oracle.allocate().unwrap();
-//! intent.install(ticket.ts(), None, snapshots.watermark(&oracle));
+//! intent.install(ticket.ts(), None, snapshots.watermark(&oracle)).unwrap();
 //! ticket.publish();
 //!
 //! let (snapshot, ts) = snapshots.register(&oracle, false);

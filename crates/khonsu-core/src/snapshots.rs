@@ -19,8 +19,14 @@ const READS_LATEST: u64 = 1 << 62;
 /// The points in time open snapshots read at (see [`SnapshotRegistry::pins`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Pins {
-    /// Exact read timestamps, newest first; the first is the clock's
-    /// visible timestamp when the pins were taken.
+    /// The clock's visible timestamp, read before the registry was scanned.
+    /// A snapshot the scan missed reads at this timestamp or later, so every
+    /// version newer than it must be kept, and so must the newest one at or
+    /// below it.
+    pub visible: Timestamp,
+    /// Exact read timestamps of open snapshots, at most `visible`, newest
+    /// first. (Snapshots newer than `visible` need nothing `visible` does
+    /// not already keep.)
     pub points: Vec<Timestamp>,
     /// Every timestamp at or after this one is pinned (`ReadCommitted`
     /// transactions); `Timestamp::MAX` when there is none.
@@ -197,28 +203,31 @@ impl SnapshotRegistry {
     }
 
     /// The exact set of points in time open snapshots read at, for precise
-    /// reclamation: a version must be kept if one of `points` (or a
-    /// timestamp at or after `from`) falls between its commit and the next
-    /// newer version of its key.
-    ///
-    /// `points` is sorted newest first and starts with the clock's visible
-    /// timestamp, read before the scan (a snapshot the scan misses reads at
-    /// that timestamp or later, and sees what it sees or newer versions).
+    /// reclamation: a version must be kept if it is newer than
+    /// [`Pins::visible`], or if one of the points (or a timestamp at or after
+    /// [`Pins::from`]) falls between its commit and the next newer version of
+    /// its key.
     #[must_use]
     pub fn pins(&self, oracle: &TimestampOracle) -> Pins {
+        // Read the clock before scanning: a snapshot the scan misses
+        // registered after this load and reads at `visible` or later.
         let visible = oracle.visible();
         let mut points = vec![visible];
         let mut from = Timestamp::MAX;
         self.for_each(|ts, reads_latest| {
             if reads_latest {
                 from = from.min(ts);
-            } else {
+            } else if ts <= visible {
                 points.push(ts);
             }
         });
         points.sort_unstable_by(|a, b| b.cmp(a));
         points.dedup();
-        Pins { points, from }
+        Pins {
+            visible,
+            points,
+            from,
+        }
     }
 
     fn for_each(&self, mut visit: impl FnMut(Timestamp, bool)) {
@@ -262,6 +271,7 @@ mod tests {
         }
         assert_eq!(registry.watermark(&oracle), 1);
         assert_eq!(registry.pins(&oracle).points, vec![4, 1]);
+        assert_eq!(registry.pins(&oracle).visible, 4);
         let extra = registry.register(&oracle, true);
         assert_eq!(extra.1, 4);
         for s in held.drain(..) {

@@ -10,9 +10,9 @@ use crate::error::{Result, TimestampExhaustedSnafu};
 /// A logical commit timestamp. `0` means "before any commit".
 pub type Timestamp = u64;
 
-/// The largest timestamp the oracle hands out. The top bits of a key head's
-/// state word are flags, so timestamps stay below `2^61`.
-pub const MAX_TIMESTAMP: Timestamp = (1 << 61) - 1;
+/// The largest timestamp the oracle hands out. The top four bits of a key
+/// head's state word are flags, so timestamps stay below `2^60`.
+pub const MAX_TIMESTAMP: Timestamp = (1 << 60) - 1;
 
 /// The single source of commit timestamps.
 ///
@@ -45,9 +45,11 @@ pub struct TimestampOracle {
 }
 
 impl TimestampOracle {
-    /// A clock whose last commit was `start` (the recovered timestamp, or 0).
+    /// A clock whose last commit was `start` (the recovered timestamp, or
+    /// 0); values above [`MAX_TIMESTAMP`] are clamped to it.
     #[must_use]
     pub fn new(start: Timestamp) -> Self {
+        let start = start.min(MAX_TIMESTAMP);
         Self {
             allocated: CachePadded::new(AtomicU64::new(start)),
             visible: CachePadded::new(AtomicU64::new(start)),

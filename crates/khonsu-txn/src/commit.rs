@@ -162,7 +162,11 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     // 7. Install. Versions stamped `commit_ts` are invisible until step 8.
     let watermark = shared.watermark_for_commit(commit_ts);
     for (intent, value) in installs {
-        intent.install(commit_ts, value, watermark);
+        // Every install uses the same oracle-issued timestamp, which is in
+        // range, so this cannot fail part-way (a bad one fails on the first).
+        intent
+            .install(commit_ts, value, watermark)
+            .context(ClockSnafu { txn_id })?;
     }
 
     // 8. Publish: every snapshot from now on sees all of this commit.

@@ -10,7 +10,7 @@ use khonsu_core::{BufferStats, SnapshotRegistry, Timestamp, TimestampOracle, Txn
 use khonsu_storage::Storage;
 use snafu::ResultExt;
 
-use crate::error::{RecoverySnafu, Result};
+use crate::error::{RecoveredKeySnafu, RecoverySnafu, Result};
 use crate::{Transaction, TransactionOptions};
 
 /// Commits between recomputations of the cached reclamation watermark.
@@ -363,11 +363,14 @@ impl KhonsuBuilder {
         if let Some(state) = recovered {
             for entry in state.entries {
                 // Nothing else can hold an intent yet, so this cannot wait.
-                if let Ok(intent) = db.shared.buffer.lock(&entry.key, 0) {
-                    // Versions are stamped >= 1 so that 0 keeps meaning "none".
-                    let ts = entry.commit_ts.clamp(1, start_ts.max(1));
-                    intent.install(ts, Some(entry.batch), 0);
-                }
+                // Versions are stamped >= 1 so that 0 keeps meaning "none".
+                let ts = entry.commit_ts.clamp(1, start_ts.max(1));
+                let installed = db
+                    .shared
+                    .buffer
+                    .lock(&entry.key, 0)
+                    .and_then(|intent| intent.install(ts, Some(entry.batch), 0));
+                installed.context(RecoveredKeySnafu { key: entry.key })?;
             }
         }
         Ok(db)

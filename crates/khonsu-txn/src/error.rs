@@ -64,6 +64,18 @@ pub enum Error {
         location: Location,
     },
 
+    /// A key recovered from storage could not be installed in the buffer.
+    #[snafu(display("recovery could not install key {key:?}"))]
+    RecoveredKey {
+        /// The key.
+        key: khonsu_core::Key,
+        /// The buffer's error.
+        source: khonsu_core::Error,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// The clock could not hand out a commit timestamp.
     #[snafu(display("transaction {txn_id} could not get a commit timestamp"))]
     Clock {

@@ -71,7 +71,7 @@ impl Transaction {
             isolation,
             resolution,
             read_only: options.is_read_only(),
-            tracker: DependencyTracker::new(isolation == TransactionIsolation::Serializable),
+            tracker: DependencyTracker::new(),
         }
     }
 
@@ -200,10 +200,11 @@ impl Transaction {
         if range_is_empty(&start, &end) {
             return Vec::new();
         }
+        let read_ts = self.read_ts();
         let committed = self
             .shared
             .buffer
-            .scan_at(start.as_ref(), end.as_ref(), self.read_ts());
+            .scan_at(start.as_ref(), end.as_ref(), read_ts);
         let merged = if self.tracker.is_read_only() {
             committed
         } else {
@@ -213,7 +214,9 @@ impl Transaction {
             )
         };
         if !self.read_only {
-            self.tracker.record_range(start, end);
+            // Every level records it: writing a scanned key later is a
+            // read-modify-write; Serializable also validates the whole range.
+            self.tracker.record_range(start, end, read_ts);
         }
         merged
     }

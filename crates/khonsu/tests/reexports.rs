@@ -27,7 +27,7 @@ fn prelude_paths() {
 #[test]
 fn crate_paths() {
     let _ = khonsu::core::TxnBuffer::new();
-    let _ = khonsu::concurrency::DependencyTracker::new(true);
+    let _ = khonsu::concurrency::DependencyTracker::new();
     let _ = khonsu::storage::MemoryStorage::new();
     let _ = khonsu::txn::Khonsu::builder();
     let _: fn(&arrow_array::RecordBatch) -> usize = khonsu::arrow_utils::byte_size;
