@@ -179,13 +179,9 @@ impl Isolation {
         }
     }
 
-    /// The flag value, e.g. `repeatable-read`.
+    /// The flag value, e.g. `repeatable-read` (the engine's name for the level).
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::ReadCommitted => "read-committed",
-            Self::RepeatableRead => "repeatable-read",
-            Self::Serializable => "serializable",
-        }
+        self.to_khonsu().name()
     }
 }
 
@@ -219,14 +215,9 @@ impl Resolution {
         }
     }
 
-    /// The flag value, e.g. `replace`.
+    /// The flag value, e.g. `replace` (the engine's name for the resolution).
     pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Fail => "fail",
-            Self::Replace => "replace",
-            Self::Ignore => "ignore",
-            Self::Append => "append",
-        }
+        self.to_khonsu().name()
     }
 }
 
