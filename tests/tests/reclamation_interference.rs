@@ -142,3 +142,29 @@ fn aborted_inserts_leave_no_key_behind() {
         "only x remains; aborted inserts left no heads"
     );
 }
+
+/// `collect_garbage` may drop every version of a key that no snapshot can read, but an open
+/// transaction that predates the key's last change must still see that change as a conflict.
+#[test]
+fn collection_keeps_conflicts_visible_to_older_transactions() {
+    for iso in SNAPSHOT_LEVELS {
+        let db = db(iso, ConflictResolution::Fail);
+        let mut old = db.start_transaction();
+        let mut x = db.start_transaction();
+        write(&mut x, "k", 1);
+        commit(x);
+        let mut y = db.start_transaction();
+        delete(&mut y, "k");
+        commit(y);
+        db.collect_garbage();
+        write(&mut old, "k", 7);
+        let err = expect_err(old.commit(), &format!("{iso:?}"));
+        assert_conflict(&err, &ConflictKind::WriteWrite, &key("k"));
+        db.collect_garbage();
+        assert_eq!(
+            db.stats().keys,
+            0,
+            "{iso:?}: the key goes once nothing predates it"
+        );
+    }
+}

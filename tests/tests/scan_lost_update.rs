@@ -83,3 +83,50 @@ fn read_committed_scan_after_the_concurrent_commit_is_no_conflict() {
     assert!(info.replaced.is_empty(), "{info:?}");
     assert_eq!(committed(&db, "acct/1"), Some(160));
 }
+
+/// A scan made *after* the transaction wrote a key saw its own write, not committed data: the
+/// write stays blind, so a concurrent commit to the key is settled by the resolution (and at
+/// `ReadCommitted` the conflict is not hidden by the later scan's timestamp).
+#[test]
+fn a_scan_after_the_write_does_not_make_it_a_read() {
+    for iso in [
+        TransactionIsolation::ReadCommitted,
+        TransactionIsolation::RepeatableRead,
+    ] {
+        for res in RESOLUTIONS {
+            let ctx = format!("{iso:?}/{res:?}");
+            let db = db(iso, res);
+            seed_values(&db, &[("acct/1", 100)]);
+            let mut t1 = db.start_transaction();
+            write(&mut t1, "acct/1", 1);
+            let mut t2 = db.start_transaction();
+            write(&mut t2, "acct/1", 2);
+            commit(t2);
+            assert_eq!(
+                scan_prefix(&mut t1, "acct/"),
+                vec![(key("acct/1"), 1)],
+                "{ctx}"
+            );
+            let result = t1.commit();
+            match res {
+                ConflictResolution::Fail => {
+                    let err = expect_err(result, &ctx);
+                    assert_conflict(&err, &ConflictKind::WriteWrite, &key("acct/1"));
+                    assert_eq!(committed(&db, "acct/1"), Some(2), "{ctx}");
+                }
+                ConflictResolution::Replace => {
+                    assert_eq!(ok(result, &ctx).replaced, vec![key("acct/1")], "{ctx}");
+                    assert_eq!(committed(&db, "acct/1"), Some(1), "{ctx}");
+                }
+                ConflictResolution::Ignore => {
+                    assert_eq!(ok(result, &ctx).ignored, vec![key("acct/1")], "{ctx}");
+                    assert_eq!(committed(&db, "acct/1"), Some(2), "{ctx}");
+                }
+                ConflictResolution::Append => {
+                    assert_eq!(ok(result, &ctx).appended, vec![key("acct/1")], "{ctx}");
+                    assert_eq!(committed_rows(&db, "acct/1"), Some(vec![2, 1]), "{ctx}");
+                }
+            }
+        }
+    }
+}

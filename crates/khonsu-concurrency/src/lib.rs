@@ -21,5 +21,5 @@ mod validate;
 pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result};
 pub use options::{ConflictResolution, ParseOptionError, TransactionIsolation};
 pub use resolve::{Resolved, WriteOutcome, WritePolicy, resolve_write};
-pub use tracker::{DependencyTracker, RangeRead, StagedWrite};
+pub use tracker::{DependencyTracker, RangeRead, StagedWrite, range_is_empty};
 pub use validate::validate_serializable;

@@ -1,7 +1,6 @@
 //! [`DependencyTracker`]: what a transaction read and wrote.
 
 use std::collections::BTreeMap;
-use std::collections::btree_map;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
@@ -37,6 +36,9 @@ pub struct RangeRead {
     pub end: Bound<Key>,
     /// The timestamp the range was read at.
     pub read_ts: Timestamp,
+    /// Position of the scan among the transaction's operations: it counts as
+    /// a read only of keys first written after it.
+    seq: u64,
 }
 
 impl RangeRead {
@@ -45,6 +47,39 @@ impl RangeRead {
     pub fn contains(&self, key: &Key) -> bool {
         (self.start.as_ref(), self.end.as_ref()).contains(key)
     }
+}
+
+/// Whether a range contains no key at all (also true when it is inverted).
+///
+/// ```
+/// use std::ops::Bound;
+/// use khonsu_concurrency::range_is_empty;
+/// use khonsu_core::Key;
+///
+/// let (a, b) = (Key::from("a"), Key::from("b"));
+/// assert!(range_is_empty(Bound::Included(&b), Bound::Included(&a)));
+/// assert!(range_is_empty(Bound::Included(&a), Bound::Excluded(&a)));
+/// assert!(!range_is_empty(Bound::Included(&a), Bound::Included(&a)));
+/// ```
+#[must_use]
+pub fn range_is_empty(start: Bound<&Key>, end: Bound<&Key>) -> bool {
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+        _ => false,
+    }
+}
+
+/// A staged write with what commit needs to know about it.
+#[derive(Debug)]
+struct Staged {
+    write: StagedWrite,
+    /// Position of the key's first write among the transaction's operations.
+    first_seq: u64,
+    /// Computed by `seal`: the newest observation of the key made before it
+    /// was first written, if any (a read-modify-write).
+    base: Option<Timestamp>,
 }
 
 /// The footprint of one transaction: its point reads (with the version each
@@ -56,12 +91,14 @@ impl RangeRead {
 /// this footprint. Reads of keys the transaction already wrote are not
 /// dependencies (they see the transaction's own write) and are not recorded.
 ///
-/// A key counts as read whether it was read with `read` or seen by a
-/// `scan` whose range covers it: writing it afterwards is a
-/// read-modify-write.
+/// A key counts as read when it was read with `read`, or covered by a
+/// `scan` made *before* the key was first written: writing it afterwards is a
+/// read-modify-write. (A scan after the write saw the transaction's own
+/// write, not committed data.)
 ///
 /// Point reads are an append-only `Vec` (no hashing on the read path);
-/// [`seal`](Self::seal) sorts and de-duplicates them once at commit.
+/// [`seal`](Self::seal) sorts them and computes every written key's read
+/// base once, at commit, in `O((reads + writes) log n + covered keys)`.
 ///
 /// ```
 /// use std::ops::Bound;
@@ -74,6 +111,7 @@ impl RangeRead {
 /// for key in ["a", "b", "z"] {
 ///     tracker.record_write(Key::from(key), StagedWrite::Delete);
 /// }
+/// tracker.record_range(Bound::Unbounded, Bound::Unbounded, 9); // sees own writes only
 /// tracker.seal();
 /// assert_eq!(tracker.read_base(&Key::from("a")), Some(4)); // read, then written
 /// assert_eq!(tracker.read_base(&Key::from("b")), None);    // blind write
@@ -83,7 +121,8 @@ impl RangeRead {
 pub struct DependencyTracker {
     point_reads: Vec<(Key, Timestamp)>,
     range_reads: Vec<RangeRead>,
-    writes: BTreeMap<Key, StagedWrite>,
+    writes: BTreeMap<Key, Staged>,
+    next_seq: u64,
     sealed: bool,
 }
 
@@ -92,6 +131,12 @@ impl DependencyTracker {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    fn seq(&mut self) -> u64 {
+        self.next_seq += 1;
+        self.sealed = false;
+        self.next_seq
     }
 
     /// Records that `key` was read and which version was seen (`0` when the
@@ -104,16 +149,26 @@ impl DependencyTracker {
 
     /// Records a range read at `read_ts`.
     pub fn record_range(&mut self, start: Bound<Key>, end: Bound<Key>, read_ts: Timestamp) {
+        let seq = self.seq();
         self.range_reads.push(RangeRead {
             start,
             end,
             read_ts,
+            seq,
         });
     }
 
     /// Stages a write (replacing an earlier staged write of the same key).
     pub fn record_write(&mut self, key: Key, write: StagedWrite) {
-        self.writes.insert(key, write);
+        let seq = self.seq();
+        self.writes
+            .entry(key)
+            .and_modify(|staged| staged.write = write.clone())
+            .or_insert(Staged {
+                write,
+                first_seq: seq,
+                base: None,
+            });
     }
 
     /// The staged write of `key`, if any (read-your-own-writes).
@@ -123,7 +178,7 @@ impl DependencyTracker {
         if self.writes.is_empty() {
             return None;
         }
-        self.writes.get(key)
+        self.writes.get(key).map(|s| &s.write)
     }
 
     /// Whether `key` has a staged write.
@@ -133,18 +188,20 @@ impl DependencyTracker {
     }
 
     /// Staged writes in key order (the order commit takes write intents in).
-    pub fn writes(&self) -> btree_map::Iter<'_, Key, StagedWrite> {
-        self.writes.iter()
+    pub fn writes(&self) -> impl Iterator<Item = (&Key, &StagedWrite)> {
+        self.writes.iter().map(|(k, s)| (k, &s.write))
     }
 
-    /// Staged writes inside a range, in key order. The caller ensures the
-    /// range is not inverted.
+    /// Staged writes inside a range, in key order (nothing for an empty or
+    /// inverted range).
     pub fn writes_in(
         &self,
         start: Bound<&Key>,
         end: Bound<&Key>,
-    ) -> btree_map::Range<'_, Key, StagedWrite> {
-        self.writes.range::<Key, _>((start, end))
+    ) -> impl Iterator<Item = (&Key, &StagedWrite)> {
+        let range =
+            (!range_is_empty(start, end)).then(|| self.writes.range::<Key, _>((start, end)));
+        range.into_iter().flatten().map(|(k, s)| (k, &s.write))
     }
 
     /// Number of staged writes.
@@ -172,36 +229,48 @@ impl DependencyTracker {
         &self.range_reads
     }
 
-    /// Sorts point reads by key and keeps, per key, the newest version seen
-    /// (at `ReadCommitted` a later read may see a newer version).
+    /// Prepares the footprint for commit: sorts point reads by key (keeping,
+    /// per key, the newest version seen: at `ReadCommitted` a later read may
+    /// see a newer version) and computes every written key's read base.
     pub fn seal(&mut self) {
-        if !self.sealed {
-            self.point_reads
-                .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            self.point_reads.dedup_by(|later, first| later.0 == first.0);
-            self.sealed = true;
+        if self.sealed {
+            return;
         }
+        self.point_reads
+            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        self.point_reads.dedup_by(|later, first| later.0 == first.0);
+        for (key, staged) in &mut self.writes {
+            // Point reads of a key are only recorded before its first write
+            // (afterwards `read` returns the staged value).
+            staged.base = self
+                .point_reads
+                .binary_search_by(|(k, _)| k.cmp(key))
+                .ok()
+                .and_then(|i| self.point_reads.get(i))
+                .map(|(_, ts)| *ts);
+        }
+        for range in &self.range_reads {
+            let (start, end) = (range.start.as_ref(), range.end.as_ref());
+            if range_is_empty(start, end) {
+                continue;
+            }
+            for (_, staged) in self.writes.range_mut::<Key, _>((start, end)) {
+                if range.seq < staged.first_seq {
+                    staged.base = staged.base.max(Some(range.read_ts));
+                }
+            }
+        }
+        self.sealed = true;
     }
 
-    /// For a written key that the transaction read before writing it (a
-    /// read-modify-write), the newest observation of it: the version a
-    /// point read saw, or the timestamp a covering scan read at. `None` for
-    /// a blind write. Call [`seal`](Self::seal) first.
+    /// For a written key that the transaction read before first writing it
+    /// (a read-modify-write), the newest such observation: the version a
+    /// point read saw, or the timestamp a covering scan read at. `None` for a
+    /// blind write. Call [`seal`](Self::seal) first.
     #[must_use]
     pub fn read_base(&self, key: &Key) -> Option<Timestamp> {
         debug_assert!(self.sealed, "seal() before read_base()");
-        let point = self
-            .point_reads
-            .binary_search_by(|(k, _)| k.cmp(key))
-            .ok()
-            .and_then(|i| self.point_reads.get(i))
-            .map(|(_, ts)| *ts);
-        self.range_reads
-            .iter()
-            .filter(|range| range.contains(key))
-            .map(|range| range.read_ts)
-            .chain(point)
-            .max()
+        self.writes.get(key).and_then(|s| s.base)
     }
 }
 
@@ -220,11 +289,60 @@ mod tests {
             Bound::Included(Key::from("c")),
             5,
         );
+        for k in ["a", "b", "c", "d"] {
+            t.record_write(Key::from(k), StagedWrite::Delete);
+        }
         t.seal();
         assert_eq!(t.point_reads(), &[(Key::from("a"), 1), (Key::from("b"), 7)]);
         assert_eq!(t.read_base(&Key::from("a")), Some(1)); // outside the range
         assert_eq!(t.read_base(&Key::from("b")), Some(7)); // newest observation wins
         assert_eq!(t.read_base(&Key::from("c")), Some(5)); // only scanned
         assert_eq!(t.read_base(&Key::from("d")), None);
+    }
+
+    #[test]
+    fn a_scan_counts_as_a_read_only_of_keys_written_after_it() {
+        let mut t = DependencyTracker::new();
+        t.record_write(Key::from("early"), StagedWrite::Delete);
+        t.record_range(Bound::Unbounded, Bound::Unbounded, 5);
+        t.record_write(Key::from("late"), StagedWrite::Delete);
+        // Rewriting a key keeps the position of its first write.
+        t.record_write(Key::from("early"), StagedWrite::Delete);
+        t.record_range(Bound::Unbounded, Bound::Unbounded, 8);
+        t.seal();
+        assert_eq!(
+            t.read_base(&Key::from("early")),
+            None,
+            "scan saw our own write"
+        );
+        assert_eq!(
+            t.read_base(&Key::from("late")),
+            Some(5),
+            "only the scan before the write"
+        );
+    }
+
+    #[test]
+    fn empty_and_inverted_ranges() {
+        let (a, b) = (Key::from("a"), Key::from("b"));
+        let e = range_is_empty;
+        assert!(e(Bound::Included(&b), Bound::Included(&a)));
+        assert!(e(Bound::Included(&a), Bound::Excluded(&a)));
+        assert!(e(Bound::Excluded(&a), Bound::Included(&a)));
+        assert!(e(Bound::Excluded(&a), Bound::Excluded(&a)));
+        assert!(!e(Bound::Included(&a), Bound::Included(&a)));
+        assert!(!e(Bound::Unbounded, Bound::Excluded(&a)));
+        assert!(!e(Bound::Excluded(&b), Bound::Unbounded));
+        // The tracker never panics on such ranges.
+        let mut t = DependencyTracker::new();
+        t.record_write(Key::from("a"), StagedWrite::Delete);
+        t.record_range(Bound::Included(b.clone()), Bound::Included(a.clone()), 1);
+        t.seal();
+        assert_eq!(
+            t.writes_in(Bound::Included(&b), Bound::Excluded(&a))
+                .count(),
+            0
+        );
+        assert_eq!(t.read_base(&a), None);
     }
 }

@@ -20,6 +20,10 @@ use crate::{Conflict, ConflictKind, ConflictTarget, DependencyTracker};
 ///   snapshot, or a key whose intent another transaction holds (an insert,
 ///   update or delete in the range) — [`ConflictKind::Phantom`].
 ///
+/// Keys the transaction itself writes are skipped here: they are
+/// read-modify-writes (or blind writes) and conflict resolution checks them
+/// while holding their intents, reporting a [`ConflictKind::WriteWrite`].
+///
 /// If it passes, every read still returns what it returned, at the commit
 /// timestamp: the transaction is equivalent to running all of it at that
 /// instant, so committed read-write transactions are serializable in

@@ -329,7 +329,8 @@ impl TxnBuffer {
                     });
                 }
             }
-            backoff.spin();
+            // The unlinker may be preempted between marking and removing.
+            backoff.snooze();
         }
     }
 
@@ -455,11 +456,11 @@ impl TxnBuffer {
                 continue;
             };
             let pruned = self.prune_below(&key, watermark);
-            if !pruned.any_left {
+            if !pruned.any_left && intent.latest_ts() <= watermark {
                 intent.unlink_head();
                 continue;
             }
-            if pruned.revisit {
+            if pruned.revisit || !pruned.any_left {
                 self.enqueue(&key);
             }
             intent.release();
@@ -481,14 +482,29 @@ impl TxnBuffer {
             let Some(intent) = self.try_prune_lock(key) else {
                 continue;
             };
-            if self.prune_pinned(key, pins) == 0 {
+            // The head also carries the key's newest commit timestamp, which
+            // write-write checks of open transactions compare with their
+            // snapshots: drop it only when no open snapshot predates it.
+            if self.prune_pinned(key, pins) == 0 && intent.latest_ts() <= pins.oldest() {
                 intent.unlink_head();
             } else {
+                if self.deferred_worthy(key) {
+                    self.enqueue(key);
+                }
                 intent.release();
             }
         }
         // Hand this thread's deferred frees to the global epoch collector.
         crossbeam_epoch::pin().flush();
+    }
+
+    /// Whether `key` has no versions left (only a head, waiting for the
+    /// snapshots that predate its last change to close).
+    fn deferred_worthy(&self, key: &Key) -> bool {
+        let head = VersionKey::new(key.clone(), HEAD_TS);
+        self.map
+            .lower_bound(Bound::Excluded(&head))
+            .is_none_or(|e| e.key().key != *key)
     }
 
     fn enqueue(&self, key: &Key) {
@@ -579,8 +595,10 @@ impl KeyIntent<'_> {
         buffer
             .map
             .insert(VersionKey::new(key.clone(), ts), Slot::version(value));
-        let pruned = buffer.prune_below(&key, watermark);
+        // From here on the key has a version: never treat it as an aborted
+        // insert (even if something below unwinds).
         self.latest_ts = self.latest_ts.max(ts);
+        let pruned = buffer.prune_below(&key, watermark);
         if pruned.revisit {
             // An open snapshot pins older versions, or the key is deleted and
             // its head can go once the tombstone is old: look again later.
@@ -757,6 +775,32 @@ mod tests {
         });
         assert_eq!(buffer.read_at(&key, 11).commit_ts, 11);
         assert_eq!(buffer.read_at(&key, 10).commit_ts, 10);
+    }
+
+    #[test]
+    fn a_head_outlives_deletes_that_open_snapshots_predate() {
+        let buffer = TxnBuffer::new();
+        let key = Key::from("k");
+        write(&buffer, "k", 1, Some(1), 0);
+        write(&buffer, "k", 2, None, 0);
+        // A snapshot at 0 is open: its write-write checks need "k changed at 2".
+        let pins = Pins {
+            visible: 2,
+            points: vec![2, 0],
+            from: Timestamp::MAX,
+        };
+        buffer.collect_garbage(&pins);
+        assert_eq!(
+            buffer.stats().versions,
+            0,
+            "nothing is readable, nothing kept"
+        );
+        assert_eq!(buffer.intent_state(&key).unwrap().latest_ts, 2);
+        buffer.collect_deferred(0, 4);
+        assert_eq!(buffer.intent_state(&key).unwrap().latest_ts, 2);
+        // Once no snapshot predates the delete, the key goes.
+        buffer.collect_deferred(2, 4);
+        assert!(buffer.intent_state(&key).is_none());
     }
 
     #[test]

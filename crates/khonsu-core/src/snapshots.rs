@@ -33,6 +33,17 @@ pub struct Pins {
     pub from: Timestamp,
 }
 
+impl Pins {
+    /// The oldest pinned point in time (the watermark these pins imply).
+    #[must_use]
+    pub fn oldest(&self) -> Timestamp {
+        self.points
+            .iter()
+            .copied()
+            .fold(self.visible.min(self.from), Timestamp::min)
+    }
+}
+
 /// Number of cache-line-sized slots; more concurrent snapshots than this
 /// spill into an ordered overflow map.
 const SLOTS: usize = 128;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use khonsu_concurrency::{
-    ConflictResolution, DependencyTracker, StagedWrite, TransactionIsolation,
+    ConflictResolution, DependencyTracker, StagedWrite, TransactionIsolation, range_is_empty,
 };
 use khonsu_core::{Key, RegisteredSnapshot, Timestamp};
 use snafu::ensure;
@@ -197,7 +197,7 @@ impl Transaction {
     }
 
     fn scan_bounds(&mut self, start: Bound<Key>, end: Bound<Key>) -> Vec<(Key, Arc<RecordBatch>)> {
-        if range_is_empty(&start, &end) {
+        if range_is_empty(start.as_ref(), end.as_ref()) {
             return Vec::new();
         }
         let read_ts = self.read_ts();
@@ -249,16 +249,6 @@ impl Drop for Transaction {
     }
 }
 
-/// Whether `(start, end)` contains no key at all (also true when inverted).
-fn range_is_empty(start: &Bound<Key>, end: &Bound<Key>) -> bool {
-    match (start, end) {
-        (Bound::Included(s), Bound::Included(e)) => s > e,
-        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
-        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
-        _ => false,
-    }
-}
-
 /// Overlays this transaction's staged writes (both inputs in key order).
 fn merge_own_writes<'a>(
     committed: Vec<(Key, Arc<RecordBatch>)>,
@@ -291,32 +281,4 @@ fn merge_own_writes<'a>(
         }
     }
     out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn empty_and_inverted_ranges() {
-        let (a, b) = (Key::from("a"), Key::from("b"));
-        assert!(range_is_empty(
-            &Bound::Included(b.clone()),
-            &Bound::Included(a.clone())
-        ));
-        assert!(range_is_empty(
-            &Bound::Included(a.clone()),
-            &Bound::Excluded(a.clone())
-        ));
-        assert!(range_is_empty(
-            &Bound::Excluded(a.clone()),
-            &Bound::Included(a.clone())
-        ));
-        assert!(!range_is_empty(
-            &Bound::Included(a.clone()),
-            &Bound::Included(a.clone())
-        ));
-        assert!(!range_is_empty(&Bound::Unbounded, &Bound::Excluded(a)));
-        assert!(!range_is_empty(&Bound::Excluded(b), &Bound::Unbounded));
-    }
 }
