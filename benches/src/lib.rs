@@ -1,0 +1,1 @@
+//! Shared workload and engine code for Khonsu's benchmarks.
