@@ -401,6 +401,64 @@ impl TxnBuffer {
         }
     }
 
+    /// [`prune_below`](Self::prune_below) for the committer that just
+    /// installed `newest`: it walks from the new version to the next ones
+    /// (usually the previous version, then the next key) instead of seeking,
+    /// and seeks only past a long pinned history. The caller holds the intent.
+    fn prune_after_install(
+        &self,
+        newest: &Entry<'_, VersionKey, Slot>,
+        watermark: Timestamp,
+    ) -> Pruned {
+        let key = &newest.key().key;
+        let mut revisit = newest.value().value.is_none();
+        let mut cursor = newest.next();
+        let mut steps = 0_u32;
+        let floor = loop {
+            let Some(entry) = cursor else {
+                return Pruned {
+                    any_left: true,
+                    revisit,
+                };
+            };
+            if entry.key().key != *key {
+                return Pruned {
+                    any_left: true,
+                    revisit,
+                };
+            }
+            if entry.key().ts <= watermark {
+                break entry;
+            }
+            // A version above the watermark besides the newest: an open
+            // snapshot may read it; look again later.
+            revisit = true;
+            steps += 1;
+            cursor = if steps < SEEK_AFTER_SKIPS {
+                entry.next()
+            } else {
+                let probe = VersionKey::new(key.clone(), watermark.min(HEAD_TS - 1));
+                self.map.lower_bound(Bound::Included(&probe))
+            };
+        };
+        let mut older = floor.next();
+        while let Some(entry) = older {
+            if entry.key().key != *key {
+                break;
+            }
+            older = entry.next();
+            entry.remove();
+        }
+        // A tombstone with nothing older reads the same as no version.
+        if floor.value().value.is_none() {
+            floor.remove();
+        }
+        Pruned {
+            any_left: true,
+            revisit,
+        }
+    }
+
     /// Precise reclamation of `key`: keeps a version only if some pinned
     /// point in time falls between its commit and the next newer version
     /// (or it is newer than every pin), then drops trailing tombstones.
@@ -592,13 +650,13 @@ impl KeyIntent<'_> {
         );
         let buffer = self.buffer;
         let key = self.key().clone();
-        buffer
+        let newest = buffer
             .map
             .insert(VersionKey::new(key.clone(), ts), Slot::version(value));
         // From here on the key has a version: never treat it as an aborted
         // insert (even if something below unwinds).
         self.latest_ts = self.latest_ts.max(ts);
-        let pruned = buffer.prune_below(&key, watermark);
+        let pruned = buffer.prune_after_install(&newest, watermark);
         if pruned.revisit {
             // An open snapshot pins older versions, or the key is deleted and
             // its head can go once the tombstone is old: look again later.

@@ -115,9 +115,52 @@ impl Borrow<[u8]> for Key {
     }
 }
 
+/// An inline key as two big-endian integers: comparing `(high, low, len)`
+/// orders inline keys exactly as their bytes (zero padding sorts first, and
+/// equal padded bytes leave the shorter key — a prefix — first), with no
+/// `memcmp` call. Key comparison is most of a skiplist seek.
+#[inline]
+fn inline_parts(bytes: &[u8; INLINE_KEY_LEN]) -> (u128, u64) {
+    let [
+        b0,
+        b1,
+        b2,
+        b3,
+        b4,
+        b5,
+        b6,
+        b7,
+        b8,
+        b9,
+        b10,
+        b11,
+        b12,
+        b13,
+        b14,
+        b15,
+        b16,
+        b17,
+        b18,
+        b19,
+        b20,
+        b21,
+    ] = *bytes;
+    let high = u128::from_be_bytes([
+        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
+    ]);
+    let low = u64::from_be_bytes([b16, b17, b18, b19, b20, b21, 0, 0]);
+    (high, low)
+}
+
 impl PartialEq for Key {
+    #[inline]
     fn eq(&self, other: &Self) -> bool {
-        self.as_bytes() == other.as_bytes()
+        match (&self.0, &other.0) {
+            (Repr::Inline { len: la, bytes: ba }, Repr::Inline { len: lb, bytes: bb }) => {
+                la == lb && inline_parts(ba) == inline_parts(bb)
+            }
+            _ => self.as_bytes() == other.as_bytes(),
+        }
     }
 }
 
@@ -130,8 +173,16 @@ impl PartialOrd for Key {
 }
 
 impl Ord for Key {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
-        self.as_bytes().cmp(other.as_bytes())
+        match (&self.0, &other.0) {
+            (Repr::Inline { len: la, bytes: ba }, Repr::Inline { len: lb, bytes: bb }) => {
+                let (ha, lo_a) = inline_parts(ba);
+                let (hb, lo_b) = inline_parts(bb);
+                (ha, lo_a, la).cmp(&(hb, lo_b, lb))
+            }
+            _ => self.as_bytes().cmp(other.as_bytes()),
+        }
     }
 }
 
@@ -231,6 +282,33 @@ mod tests {
         let boundary = vec![7_u8; INLINE_KEY_LEN];
         let over = vec![7_u8; INLINE_KEY_LEN + 1];
         assert!(Key::from(boundary) < Key::from(over));
+    }
+
+    #[test]
+    fn fast_comparison_agrees_with_byte_order() {
+        // Prefixes, zero bytes, lengths around the inline limit, mixed representations.
+        let mut samples: Vec<Vec<u8>> =
+            vec![vec![], vec![0], vec![0, 0], vec![1], vec![1, 0], vec![0xff]];
+        for len in [15, 16, 17, 21, 22, 23, 40] {
+            samples.push(vec![7; len]);
+            let mut v = vec![7; len];
+            if let Some(last) = v.last_mut() {
+                *last = 0;
+            }
+            samples.push(v);
+            let mut w = vec![7; len];
+            if let Some(first) = w.first_mut() {
+                *first = 8;
+            }
+            samples.push(w);
+        }
+        for a in &samples {
+            for b in &samples {
+                let (ka, kb) = (Key::from(a.as_slice()), Key::from(b.as_slice()));
+                assert_eq!(ka.cmp(&kb), a.cmp(b), "{a:?} vs {b:?}");
+                assert_eq!(ka == kb, a == b, "{a:?} vs {b:?}");
+            }
+        }
     }
 
     #[test]
