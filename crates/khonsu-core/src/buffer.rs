@@ -3,7 +3,7 @@
 
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use crossbeam_queue::SegQueue;
@@ -12,7 +12,7 @@ use crossbeam_skiplist::map::Entry;
 use crossbeam_utils::Backoff;
 
 use crate::error::{IntentBusySnafu, Result, TimestampOutOfRangeSnafu};
-use crate::version::{HEAD_TS, Slot, VersionKey, version_range};
+use crate::version::{HEAD_TS, VersionKey, version_range};
 use crate::{Key, Pins, Timestamp, VersionedValue};
 
 // A key's head entry carries one 64-bit state word:
@@ -41,7 +41,6 @@ const SEEK_AFTER_SKIPS: u32 = 4;
 enum Step {
     Next,
     Seek(Bound<VersionKey>),
-    Stop,
 }
 
 /// The state of a key's write intent, as a validator sees it.
@@ -86,17 +85,20 @@ struct Pruned {
 
 /// The shared multi-version store of committed data.
 ///
-/// All versions live in one `SkipMap` ordered by (key ascending, commit
-/// timestamp descending), with one *head* entry per key in front of its
-/// versions (see the layout on [`VersionedValue`]'s neighbour
-/// `VersionKey`). A snapshot read is a single `lower_bound` seek; a range
-/// scan is one ordered walk.
+/// Two lock-free `crossbeam_skiplist::SkipMap`s:
+///
+/// * **versions** — every committed version, ordered by (key ascending,
+///   commit timestamp descending), so a snapshot read is a single
+///   `lower_bound` seek and a range scan is one ordered walk (see
+///   `VersionKey`). Readers touch only this map.
+/// * **heads** — one state word per key: the key's *write intent* (the
+///   `LOCKED` bit), housekeeping flags, and the newest commit timestamp,
+///   which is what write-write checks and `Serializable` validation read.
 ///
 /// **What is atomic.** Each skiplist operation is linearizable. A commit
 /// touching several keys is made atomic one level up: the writer takes each
-/// key's *write intent* (the `LOCKED` bit in the head's state word, taken in
-/// key order), installs versions stamped with its commit timestamp, and only
-/// then is that timestamp published by the
+/// key's write intent (in key order), installs versions stamped with its
+/// commit timestamp, and only then is that timestamp published by the
 /// [`TimestampOracle`](crate::TimestampOracle); snapshots never read past the
 /// published timestamp, so they see all of a commit or none of it. Readers
 /// never take intents: readers never block writers, writers never block
@@ -107,7 +109,7 @@ struct Pruned {
 /// [`SnapshotRegistry`](crate::SnapshotRegistry)). The committer of a key
 /// unlinks that key's garbage right after installing; keys that still hold
 /// extra versions are queued (a `SegQueue`) and revisited by later commits,
-/// and [`collect_garbage`](Self::collect_garbage) sweeps everything.
+/// and [`collect_garbage`](Self::collect_garbage) sweeps everything, precisely.
 /// Unlinked nodes are freed by `crossbeam-epoch` once no thread can still be
 /// traversing them, so memory stays bounded under endless overwrites.
 ///
@@ -133,7 +135,10 @@ struct Pruned {
 /// ```
 #[derive(Debug, Default)]
 pub struct TxnBuffer {
-    map: SkipMap<VersionKey, Slot>,
+    /// Every version, ordered (key ascending, commit timestamp descending).
+    versions: SkipMap<VersionKey, Option<Arc<RecordBatch>>>,
+    /// One state word per key: write intent, flags, newest commit timestamp.
+    heads: SkipMap<Key, AtomicU64>,
     deferred: SegQueue<Key>,
 }
 
@@ -149,10 +154,10 @@ impl TxnBuffer {
     #[inline]
     pub fn read_at(&self, key: &Key, ts: Timestamp) -> VersionedValue {
         let probe = VersionKey::new(key.clone(), ts.min(HEAD_TS - 1));
-        match self.map.lower_bound(Bound::Included(&probe)) {
-            Some(entry) if entry.key().key == *key && !entry.key().is_head() => VersionedValue {
+        match self.versions.lower_bound(Bound::Included(&probe)) {
+            Some(entry) if entry.key().key == *key => VersionedValue {
                 commit_ts: entry.key().ts,
-                value: entry.value().value.clone(),
+                value: entry.value().clone(),
             },
             _ => VersionedValue::default(),
         }
@@ -182,10 +187,6 @@ impl TxnBuffer {
         let mut skipped = 0_u32;
         self.walk(version_range(start, end), |entry| {
             let vk = entry.key();
-            if vk.is_head() {
-                skipped = 0;
-                return Step::Next;
-            }
             let done = decided.as_ref() == Some(&vk.key);
             if done || vk.ts > ts {
                 skipped += 1;
@@ -194,7 +195,7 @@ impl TxnBuffer {
                 }
                 skipped = 0;
                 return Step::Seek(if done {
-                    // Past every version of this key: the next key's head.
+                    // Past every version of this key: the next key's newest.
                     Bound::Excluded(VersionKey::new(vk.key.clone(), 0))
                 } else {
                     // Straight to the version visible at `ts`.
@@ -203,7 +204,7 @@ impl TxnBuffer {
             }
             skipped = 0;
             decided = Some(vk.key.clone());
-            if let Some(batch) = &entry.value().value {
+            if let Some(batch) = entry.value() {
                 out.push((vk.key.clone(), Arc::clone(batch)));
             }
             Step::Next
@@ -211,22 +212,21 @@ impl TxnBuffer {
         out
     }
 
-    /// Walks `range` in order; `visit` may jump ahead or stop.
+    /// Walks `range` of the versions in order; `visit` may jump ahead.
     fn walk(
         &self,
         range: (Bound<VersionKey>, Bound<VersionKey>),
-        mut visit: impl FnMut(&Entry<'_, VersionKey, Slot>) -> Step,
+        mut visit: impl FnMut(&Entry<'_, VersionKey, Option<Arc<RecordBatch>>>) -> Step,
     ) {
         let (mut low, high) = range;
         'seek: loop {
-            for entry in self.map.range((low.clone(), high.clone())) {
+            for entry in self.versions.range((low.clone(), high.clone())) {
                 match visit(&entry) {
                     Step::Next => {}
                     Step::Seek(to) => {
                         low = to;
                         continue 'seek;
                     }
-                    Step::Stop => return,
                 }
             }
             return;
@@ -237,10 +237,9 @@ impl TxnBuffer {
     /// (or has fully reclaimed it).
     #[must_use]
     pub fn intent_state(&self, key: &Key) -> Option<IntentState> {
-        let head = VersionKey::new(key.clone(), HEAD_TS);
-        self.map
-            .get(&head)
-            .map(|e| IntentState::from_word(e.value().state.load(Ordering::SeqCst)))
+        self.heads
+            .get(key.as_bytes())
+            .map(|e| IntentState::from_word(e.value().load(Ordering::SeqCst)))
     }
 
     /// Visits the intent state of every key in a range, in key order, until
@@ -251,29 +250,14 @@ impl TxnBuffer {
         end: Bound<&Key>,
         mut visit: impl FnMut(&Key, IntentState) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
-        let mut outcome = ControlFlow::Continue(());
-        let mut skipped = 0_u32;
-        self.walk(version_range(start, end), |entry| {
-            let vk = entry.key();
-            if !vk.is_head() {
-                skipped += 1;
-                if skipped < SEEK_AFTER_SKIPS {
-                    return Step::Next;
-                }
-                skipped = 0;
-                return Step::Seek(Bound::Excluded(VersionKey::new(vk.key.clone(), 0)));
-            }
-            skipped = 0;
-            let state = IntentState::from_word(entry.value().state.load(Ordering::SeqCst));
-            match visit(&vk.key, state) {
-                ControlFlow::Continue(()) => Step::Next,
-                broken @ ControlFlow::Break(_) => {
-                    outcome = broken;
-                    Step::Stop
-                }
-            }
-        });
-        outcome
+        let range = (start.map(Key::as_bytes), end.map(Key::as_bytes));
+        for entry in self.heads.range::<[u8], _>(range) {
+            visit(
+                entry.key(),
+                IntentState::from_word(entry.value().load(Ordering::SeqCst)),
+            )?;
+        }
+        ControlFlow::Continue(())
     }
 
     /// Takes the write intent on `key`, creating the key's head if needed.
@@ -289,10 +273,8 @@ impl TxnBuffer {
         let mut waits = 0_u32;
         let backoff = Backoff::new();
         loop {
-            let entry = self
-                .map
-                .get_or_insert(VersionKey::new(key.clone(), HEAD_TS), Slot::head());
-            let state = &entry.value().state;
+            let entry = self.heads.get_or_insert(key.clone(), AtomicU64::new(0));
+            let state = entry.value();
             loop {
                 let word = state.load(Ordering::SeqCst);
                 if word & DEAD != 0 {
@@ -337,14 +319,13 @@ impl TxnBuffer {
     /// Takes the key for reclamation (the `PRUNING` bit) if neither a
     /// committer nor another reclaimer holds it right now.
     fn try_prune_lock(&self, key: &Key) -> Option<KeyIntent<'_>> {
-        let entry = self.map.get(&VersionKey::new(key.clone(), HEAD_TS))?;
-        let word = entry.value().state.load(Ordering::SeqCst);
+        let entry = self.heads.get(key.as_bytes())?;
+        let word = entry.value().load(Ordering::SeqCst);
         if word & (LOCKED | DEAD | PRUNING) != 0 {
             return None;
         }
         entry
             .value()
-            .state
             .compare_exchange(word, word | PRUNING, Ordering::SeqCst, Ordering::SeqCst)
             .ok()?;
         Some(KeyIntent {
@@ -366,27 +347,21 @@ impl TxnBuffer {
     /// it are visited.
     fn prune_below(&self, key: &Key, watermark: Timestamp) -> Pruned {
         let floor_probe = VersionKey::new(key.clone(), watermark.min(HEAD_TS - 1));
-        if let Some(floor) = self.map.lower_bound(Bound::Included(&floor_probe))
+        if let Some(floor) = self.versions.lower_bound(Bound::Included(&floor_probe))
             && floor.key().key == *key
-            && !floor.key().is_head()
         {
-            while let Some(older) = self.map.lower_bound(Bound::Excluded(floor.key())) {
+            while let Some(older) = self.versions.lower_bound(Bound::Excluded(floor.key())) {
                 if older.key().key != *key {
                     break;
                 }
                 older.remove();
             }
             // A tombstone with nothing older reads the same as no version.
-            if floor.value().value.is_none() {
+            if floor.value().is_none() {
                 floor.remove();
             }
         }
-        let head = VersionKey::new(key.clone(), HEAD_TS);
-        let Some(newest) = self
-            .map
-            .lower_bound(Bound::Excluded(&head))
-            .filter(|e| e.key().key == *key)
-        else {
+        let Some(newest) = self.newest_version(key) else {
             return Pruned {
                 any_left: false,
                 revisit: false,
@@ -397,8 +372,17 @@ impl TxnBuffer {
             .is_some_and(|e| e.key().key == *key && e.key().ts > watermark);
         Pruned {
             any_left: true,
-            revisit: second_above_watermark || newest.value().value.is_none(),
+            revisit: second_above_watermark || newest.value().is_none(),
         }
+    }
+
+    /// The newest version of `key`, if it has any.
+    fn newest_version(&self, key: &Key) -> Option<Entry<'_, VersionKey, Option<Arc<RecordBatch>>>> {
+        // (key, HEAD_TS) sorts before every version of `key`.
+        let first = VersionKey::new(key.clone(), HEAD_TS);
+        self.versions
+            .lower_bound(Bound::Included(&first))
+            .filter(|e| e.key().key == *key)
     }
 
     /// [`prune_below`](Self::prune_below) for the committer that just
@@ -407,11 +391,11 @@ impl TxnBuffer {
     /// and seeks only past a long pinned history. The caller holds the intent.
     fn prune_after_install(
         &self,
-        newest: &Entry<'_, VersionKey, Slot>,
+        newest: &Entry<'_, VersionKey, Option<Arc<RecordBatch>>>,
         watermark: Timestamp,
     ) -> Pruned {
         let key = &newest.key().key;
-        let mut revisit = newest.value().value.is_none();
+        let mut revisit = newest.value().is_none();
         let mut cursor = newest.next();
         let mut steps = 0_u32;
         let floor = loop {
@@ -438,7 +422,7 @@ impl TxnBuffer {
                 entry.next()
             } else {
                 let probe = VersionKey::new(key.clone(), watermark.min(HEAD_TS - 1));
-                self.map.lower_bound(Bound::Included(&probe))
+                self.versions.lower_bound(Bound::Included(&probe))
             };
         };
         let mut older = floor.next();
@@ -450,7 +434,7 @@ impl TxnBuffer {
             entry.remove();
         }
         // A tombstone with nothing older reads the same as no version.
-        if floor.value().value.is_none() {
+        if floor.value().is_none() {
             floor.remove();
         }
         Pruned {
@@ -464,17 +448,14 @@ impl TxnBuffer {
     /// (or it is newer than every pin), then drops trailing tombstones.
     /// Returns how many versions are left. The caller holds the intent.
     fn prune_pinned(&self, key: &Key, pins: &Pins) -> usize {
-        let mut kept: Vec<Entry<'_, VersionKey, Slot>> = Vec::new();
+        let mut kept: Vec<Entry<'_, VersionKey, Option<Arc<RecordBatch>>>> = Vec::new();
         let mut newer_ts = HEAD_TS;
         let mut next_pin = pins.points.iter().copied().peekable();
         for entry in self
-            .map
+            .versions
             .range(version_range(Bound::Included(key), Bound::Included(key)))
         {
             let ts = entry.key().ts;
-            if entry.key().is_head() {
-                continue;
-            }
             // Pins at or after `newer_ts` see a newer version, not this one.
             while next_pin.next_if(|p| *p >= newer_ts).is_some() {}
             let pinned = next_pin.peek().is_some_and(|p| *p >= ts);
@@ -487,7 +468,7 @@ impl TxnBuffer {
             newer_ts = ts;
         }
         // Oldest first: a tombstone with nothing older reads as no version.
-        while kept.last().is_some_and(|e| e.value().value.is_none()) {
+        while kept.last().is_some_and(|e| e.value().is_none()) {
             if let Some(tombstone) = kept.pop() {
                 tombstone.remove();
             }
@@ -503,9 +484,8 @@ impl TxnBuffer {
             let Some(key) = self.deferred.pop() else {
                 return;
             };
-            let head = VersionKey::new(key.clone(), HEAD_TS);
-            if let Some(entry) = self.map.get(&head) {
-                entry.value().state.fetch_and(!QUEUED, Ordering::SeqCst);
+            if let Some(entry) = self.heads.get(key.as_bytes()) {
+                entry.value().fetch_and(!QUEUED, Ordering::SeqCst);
             }
             let Some(intent) = self.try_prune_lock(&key) else {
                 // A committer holds it and reclaims it itself; it may also
@@ -530,12 +510,7 @@ impl TxnBuffer {
     /// whose last version is a reclaimed tombstone. Keys whose intent is held
     /// right now are skipped (their committer reclaims them).
     pub fn collect_garbage(&self, pins: &Pins) {
-        let mut keys = Vec::new();
-        for entry in &self.map {
-            if entry.key().is_head() {
-                keys.push(entry.key().key.clone());
-            }
-        }
+        let keys: Vec<Key> = self.heads.iter().map(|e| e.key().clone()).collect();
         for key in &keys {
             let Some(intent) = self.try_prune_lock(key) else {
                 continue;
@@ -559,33 +534,26 @@ impl TxnBuffer {
     /// Whether `key` has no versions left (only a head, waiting for the
     /// snapshots that predate its last change to close).
     fn deferred_worthy(&self, key: &Key) -> bool {
-        let head = VersionKey::new(key.clone(), HEAD_TS);
-        self.map
-            .lower_bound(Bound::Excluded(&head))
-            .is_none_or(|e| e.key().key != *key)
+        self.newest_version(key).is_none()
     }
 
     fn enqueue(&self, key: &Key) {
-        if let Some(entry) = self.map.get(&VersionKey::new(key.clone(), HEAD_TS)) {
-            let before = entry.value().state.fetch_or(QUEUED, Ordering::SeqCst);
+        if let Some(entry) = self.heads.get(key.as_bytes()) {
+            let before = entry.value().fetch_or(QUEUED, Ordering::SeqCst);
             if before & (QUEUED | DEAD) == 0 {
                 self.deferred.push(key.clone());
             }
         }
     }
 
-    /// How many keys and versions the buffer holds (walks the whole map).
+    /// How many keys and versions the buffer holds (approximate while
+    /// commits run concurrently).
     #[must_use]
     pub fn stats(&self) -> BufferStats {
-        let mut stats = BufferStats::default();
-        for entry in &self.map {
-            if entry.key().is_head() {
-                stats.keys += 1;
-            } else {
-                stats.versions += 1;
-            }
+        BufferStats {
+            keys: self.heads.len(),
+            versions: self.versions.len(),
         }
-        stats
     }
 
     /// Keys queued for deferred reclamation.
@@ -604,7 +572,7 @@ impl TxnBuffer {
 #[must_use = "an intent blocks other writers of the key until released"]
 pub struct KeyIntent<'a> {
     buffer: &'a TxnBuffer,
-    entry: Entry<'a, VersionKey, Slot>,
+    entry: Entry<'a, Key, AtomicU64>,
     latest_ts: Timestamp,
     /// `LOCKED` for a committer's intent, `PRUNING` for reclamation.
     bit: u64,
@@ -615,7 +583,7 @@ impl KeyIntent<'_> {
     /// The key this intent is on.
     #[must_use]
     pub fn key(&self) -> &Key {
-        &self.entry.key().key
+        self.entry.key()
     }
 
     /// Commit timestamp of the key's newest committed version (stable while
@@ -651,8 +619,8 @@ impl KeyIntent<'_> {
         let buffer = self.buffer;
         let key = self.key().clone();
         let newest = buffer
-            .map
-            .insert(VersionKey::new(key.clone(), ts), Slot::version(value));
+            .versions
+            .insert(VersionKey::new(key.clone(), ts), value);
         // From here on the key has a version: never treat it as an aborted
         // insert (even if something below unwinds).
         self.latest_ts = self.latest_ts.max(ts);
@@ -691,7 +659,6 @@ impl KeyIntent<'_> {
         let _ = self
             .entry
             .value()
-            .state
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |word| {
                 Some((word & QUEUED) | (word & (LOCKED | PRUNING) & !bit) | latest)
             });
@@ -706,7 +673,7 @@ impl KeyIntent<'_> {
     fn unlink_head_inner(&self) {
         // DEAD is set while we hold the key, so no committer can be between
         // taking it and installing; lockers that meet DEAD look the key up again.
-        self.entry.value().state.fetch_or(DEAD, Ordering::SeqCst);
+        self.entry.value().fetch_or(DEAD, Ordering::SeqCst);
         self.entry.remove();
     }
 }

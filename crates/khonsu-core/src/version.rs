@@ -4,13 +4,13 @@
 use std::cmp::Ordering;
 use std::ops::Bound;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use arrow_array::RecordBatch;
 
 use crate::{Key, Timestamp};
 
-/// Timestamp of a key's head entry, which sorts before all of its versions.
+/// A timestamp above every version's: `(key, HEAD_TS)` sorts before all of
+/// `key`'s versions, so it is the start bound of the key's history.
 pub(crate) const HEAD_TS: Timestamp = u64::MAX;
 
 /// One committed version of a key as a reader sees it.
@@ -31,7 +31,7 @@ pub struct VersionedValue {
 /// For key `k` the entries are laid out as
 ///
 /// ```text
-/// (k, HEAD) (k, 17) (k, 9) (k, 4) (k2, HEAD) (k2, 12) ...
+/// (k, 17) (k, 9) (k, 4) (k2, 12) (k2, 3) ...
 /// ```
 ///
 /// so the version a snapshot at `ts` sees is the first entry at or after
@@ -46,10 +46,6 @@ pub(crate) struct VersionKey {
 impl VersionKey {
     pub(crate) fn new(key: Key, ts: Timestamp) -> Self {
         Self { key, ts }
-    }
-
-    pub(crate) fn is_head(&self) -> bool {
-        self.ts == HEAD_TS
     }
 }
 
@@ -67,32 +63,8 @@ impl PartialOrd for VersionKey {
     }
 }
 
-/// Skiplist value. A head entry uses `state` (intent lock, flags and the
-/// newest commit timestamp, see `buffer.rs`); a version entry uses `value`.
-#[derive(Debug)]
-pub(crate) struct Slot {
-    pub(crate) state: AtomicU64,
-    pub(crate) value: Option<Arc<RecordBatch>>,
-}
-
-impl Slot {
-    pub(crate) fn head() -> Self {
-        Self {
-            state: AtomicU64::new(0),
-            value: None,
-        }
-    }
-
-    pub(crate) fn version(value: Option<Arc<RecordBatch>>) -> Self {
-        Self {
-            state: AtomicU64::new(0),
-            value,
-        }
-    }
-}
-
-/// Maps user-key bounds onto version-key bounds covering every entry
-/// (head and versions) of every key in the range.
+/// Maps user-key bounds onto version-key bounds covering every version of
+/// every key in the range.
 pub(crate) fn version_range(
     start: Bound<&Key>,
     end: Bound<&Key>,
@@ -126,6 +98,5 @@ mod tests {
         keys.sort();
         let ts: Vec<_> = keys.iter().map(|v| v.ts).collect();
         assert_eq!(ts, vec![HEAD_TS, 17, 4, HEAD_TS]);
-        assert!(keys[0].is_head());
     }
 }
