@@ -121,34 +121,14 @@ impl Borrow<[u8]> for Key {
 /// `memcmp` call. Key comparison is most of a skiplist seek.
 #[inline]
 fn inline_parts(bytes: &[u8; INLINE_KEY_LEN]) -> (u128, u64) {
-    let [
-        b0,
-        b1,
-        b2,
-        b3,
-        b4,
-        b5,
-        b6,
-        b7,
-        b8,
-        b9,
-        b10,
-        b11,
-        b12,
-        b13,
-        b14,
-        b15,
-        b16,
-        b17,
-        b18,
-        b19,
-        b20,
-        b21,
-    ] = *bytes;
-    let high = u128::from_be_bytes([
-        b0, b1, b2, b3, b4, b5, b6, b7, b8, b9, b10, b11, b12, b13, b14, b15,
-    ]);
-    let low = u64::from_be_bytes([b16, b17, b18, b19, b20, b21, 0, 0]);
+    // Bytes 0..16 and 14..22: when the first parts are equal, bytes 14 and 15
+    // are equal too, so the second part effectively compares bytes 16..22.
+    let high = bytes
+        .first_chunk::<16>()
+        .map_or(0, |c| u128::from_be_bytes(*c));
+    let low = bytes
+        .last_chunk::<8>()
+        .map_or(0, |c| u64::from_be_bytes(*c));
     (high, low)
 }
 

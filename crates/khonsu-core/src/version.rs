@@ -50,6 +50,7 @@ impl VersionKey {
 }
 
 impl Ord for VersionKey {
+    #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         self.key
             .cmp(&other.key)
