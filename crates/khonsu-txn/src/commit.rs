@@ -17,6 +17,8 @@
 
 use std::sync::Arc;
 
+use arrow_array::RecordBatch;
+
 use khonsu_concurrency::{
     Conflict, ConflictKind, Resolved, TransactionIsolation, WritePolicy, resolve_write,
     validate_serializable,
@@ -62,11 +64,12 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
             ..CommitInfo::default()
         });
     }
-    let shared = Arc::clone(&txn.shared);
+    txn.tracker.seal();
+    let txn: &Transaction = txn;
+    let shared = &txn.shared;
     let buffer = &shared.buffer;
     let txn_id = txn.id;
     let abort = |source: khonsu_concurrency::Error| AbortedSnafu { txn_id }.into_error(source);
-    txn.tracker.seal();
     let tracker = &txn.tracker;
     let policy = WritePolicy {
         isolation: txn.isolation,
@@ -75,8 +78,9 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     };
 
     // 2. Intents in key order (the write set is a BTreeMap): two committers
-    //    never wait on each other in a cycle.
-    let mut intents: Vec<KeyIntent<'_>> = Vec::with_capacity(tracker.write_count());
+    //    never wait on each other in a cycle. Each intent travels with the
+    //    value decided for it in step 5 (`None`: the write is dropped).
+    let mut intents: Vec<Decided<'_>> = Vec::with_capacity(tracker.write_count());
     for (key, write) in tracker.writes() {
         let fatal = policy.conflict_is_fatal(tracker.read_base(key), write);
         let budget = if fatal { 0 } else { INTENT_WAIT_BUDGET };
@@ -90,7 +94,7 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
             };
             return Err(abort(Conflict::on_key(kind, key.clone(), None).into()));
         };
-        intents.push(intent);
+        intents.push((intent, None));
     }
 
     // 3. The timestamp comes after the intents (Silo's order): a
@@ -99,15 +103,60 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     let ticket = shared.oracle.allocate().context(ClockSnafu { txn_id })?;
     let commit_ts = ticket.ts();
 
+    // 4-6. Validate, settle every write, persist. On failure, release the
+    //      intents before the ticket publishes (publishing may wait for
+    //      earlier commits), so other writers are not held up.
+    let info = match settle_and_persist(txn, &mut intents, commit_ts) {
+        Ok(info) => info,
+        Err(err) => {
+            drop(intents);
+            drop(ticket);
+            return Err(err);
+        }
+    };
+
+    // 7. Install. Versions stamped `commit_ts` are invisible until step 8.
+    let watermark = shared.watermark_for_commit(commit_ts);
+    for (intent, decision) in intents {
+        match decision {
+            // Every install uses the same oracle-issued timestamp, which is in
+            // range, so this cannot fail part-way (a bad one fails on the first).
+            Some(value) => intent
+                .install(commit_ts, value, watermark)
+                .context(ClockSnafu { txn_id })?,
+            None => intent.release(),
+        }
+    }
+
+    // 8. Publish: every snapshot from now on sees all of this commit.
+    ticket.publish();
+    buffer.collect_deferred(watermark, DEFERRED_GC_PER_COMMIT);
+    Ok(info)
+}
+
+/// An intent with the value decided for it (`None`: the write is dropped).
+type Decided<'a> = (KeyIntent<'a>, Option<Option<Arc<RecordBatch>>>);
+
+/// Steps 4 to 6 of the pipeline, with the intents held and the commit
+/// timestamp allocated: validation, conflict resolution, storage.
+fn settle_and_persist(
+    txn: &Transaction,
+    intents: &mut [Decided<'_>],
+    commit_ts: Timestamp,
+) -> Result<CommitInfo> {
+    let shared = &txn.shared;
+    let tracker = &txn.tracker;
+    let txn_id = txn.id;
+    let abort = |source: khonsu_concurrency::Error| AbortedSnafu { txn_id }.into_error(source);
+    let policy = WritePolicy {
+        isolation: txn.isolation,
+        resolution: txn.resolution,
+        snapshot: txn.snapshot_ts,
+    };
     // 4. Serializable: nothing read may have changed since it was read.
-    if txn.isolation == TransactionIsolation::Serializable
-        && let Err(conflict) = validate_serializable(tracker, buffer, txn.snapshot_ts)
-    {
-        // Release the intents before the ticket publishes (which may wait
-        // for earlier commits), so other writers are not held up.
-        drop(intents);
-        drop(ticket);
-        return Err(abort(conflict.into()));
+    if txn.isolation == TransactionIsolation::Serializable {
+        validate_serializable(tracker, &shared.buffer, txn.snapshot_ts)
+            .map_err(|conflict| abort(conflict.into()))?;
     }
 
     // 5. Settle every write against the newest committed version.
@@ -115,9 +164,12 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
         commit_ts,
         ..CommitInfo::default()
     };
-    let mut installs = Vec::with_capacity(intents.len());
-    let mut mutations = Vec::with_capacity(intents.len());
-    for (intent, (key, write)) in intents.into_iter().zip(tracker.writes()) {
+    let mut mutations = Vec::with_capacity(if shared.storage.is_some() {
+        intents.len()
+    } else {
+        0
+    });
+    for ((intent, decision), (key, write)) in intents.iter_mut().zip(tracker.writes()) {
         let outcome = resolve_write(
             &policy,
             key,
@@ -133,21 +185,18 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
             Resolved::Appended => info.appended.push(key.clone()),
             Resolved::Ignored => info.ignored.push(key.clone()),
         }
-        match outcome.install {
-            Some(value) => {
-                if shared.storage.is_some() {
-                    mutations.push(match &value {
-                        Some(batch) => StorageMutation::Put {
-                            key: key.clone(),
-                            batch: Arc::clone(batch),
-                        },
-                        None => StorageMutation::Delete { key: key.clone() },
-                    });
-                }
-                installs.push((intent, value));
-            }
-            None => intent.release(),
+        if shared.storage.is_some()
+            && let Some(value) = &outcome.install
+        {
+            mutations.push(match value {
+                Some(batch) => StorageMutation::Put {
+                    key: key.clone(),
+                    batch: Arc::clone(batch),
+                },
+                None => StorageMutation::Delete { key: key.clone() },
+            });
         }
+        *decision = outcome.install;
     }
 
     // 6. Persist before anything becomes visible.
@@ -159,18 +208,5 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
             .context(StorageSnafu { txn_id, commit_ts })?;
     }
 
-    // 7. Install. Versions stamped `commit_ts` are invisible until step 8.
-    let watermark = shared.watermark_for_commit(commit_ts);
-    for (intent, value) in installs {
-        // Every install uses the same oracle-issued timestamp, which is in
-        // range, so this cannot fail part-way (a bad one fails on the first).
-        intent
-            .install(commit_ts, value, watermark)
-            .context(ClockSnafu { txn_id })?;
-    }
-
-    // 8. Publish: every snapshot from now on sees all of this commit.
-    ticket.publish();
-    buffer.collect_deferred(watermark, DEFERRED_GC_PER_COMMIT);
     Ok(info)
 }
