@@ -139,7 +139,8 @@ pub struct TxnBuffer {
     versions: SkipMap<VersionKey, Option<Arc<RecordBatch>>>,
     /// One state word per key: write intent, flags, newest commit timestamp.
     heads: SkipMap<Key, AtomicU64>,
-    deferred: SegQueue<Key>,
+    /// Keys to revisit, each with the watermark it was last pruned at.
+    deferred: SegQueue<(Key, Timestamp)>,
 }
 
 impl TxnBuffer {
@@ -481,16 +482,22 @@ impl TxnBuffer {
     /// queue is empty.
     pub fn collect_deferred(&self, watermark: Timestamp, budget: usize) {
         for _ in 0..budget {
-            let Some(key) = self.deferred.pop() else {
+            let Some((key, pruned_at)) = self.deferred.pop() else {
                 return;
             };
+            if watermark <= pruned_at {
+                // Nothing new is reclaimable until the watermark moves (and
+                // the queue is in that order): keep it queued, stop here.
+                self.deferred.push((key, pruned_at));
+                return;
+            }
             if let Some(entry) = self.heads.get(key.as_bytes()) {
                 entry.value().fetch_and(!QUEUED, Ordering::SeqCst);
             }
             let Some(intent) = self.try_prune_lock(&key) else {
                 // A committer holds it and reclaims it itself; it may also
                 // have been dropped entirely.
-                self.enqueue(&key);
+                self.enqueue(&key, pruned_at);
                 continue;
             };
             let pruned = self.prune_below(&key, watermark);
@@ -499,7 +506,7 @@ impl TxnBuffer {
                 continue;
             }
             if pruned.revisit || !pruned.any_left {
-                self.enqueue(&key);
+                self.enqueue(&key, watermark);
             }
             intent.release();
         }
@@ -522,7 +529,7 @@ impl TxnBuffer {
                 intent.unlink_head();
             } else {
                 if self.deferred_worthy(key) {
-                    self.enqueue(key);
+                    self.enqueue(key, 0);
                 }
                 intent.release();
             }
@@ -537,12 +544,18 @@ impl TxnBuffer {
         self.newest_version(key).is_none()
     }
 
-    fn enqueue(&self, key: &Key) {
+    /// Queues `key` for deferred reclamation (once: the `QUEUED` flag),
+    /// noting the watermark its versions were last pruned at.
+    fn enqueue(&self, key: &Key, pruned_at: Timestamp) {
         if let Some(entry) = self.heads.get(key.as_bytes()) {
-            let before = entry.value().fetch_or(QUEUED, Ordering::SeqCst);
-            if before & (QUEUED | DEAD) == 0 {
-                self.deferred.push(key.clone());
-            }
+            self.enqueue_head(&entry, pruned_at);
+        }
+    }
+
+    fn enqueue_head(&self, head: &Entry<'_, Key, AtomicU64>, pruned_at: Timestamp) {
+        let before = head.value().fetch_or(QUEUED, Ordering::SeqCst);
+        if before & (QUEUED | DEAD) == 0 {
+            self.deferred.push((head.key().clone(), pruned_at));
         }
     }
 
@@ -628,7 +641,7 @@ impl KeyIntent<'_> {
         if pruned.revisit {
             // An open snapshot pins older versions, or the key is deleted and
             // its head can go once the tombstone is old: look again later.
-            buffer.enqueue(&key);
+            buffer.enqueue_head(&self.entry, watermark);
         }
         self.release_inner();
         self.finished = true;
