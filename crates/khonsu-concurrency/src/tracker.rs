@@ -119,6 +119,9 @@ struct Staged {
 /// ```
 #[derive(Debug, Default)]
 pub struct DependencyTracker {
+    /// The first point read, kept inline: most transactions read one key or
+    /// none, and then no read set is ever allocated.
+    first_read: Option<(Key, Timestamp)>,
     point_reads: Vec<(Key, Timestamp)>,
     range_reads: Vec<RangeRead>,
     writes: BTreeMap<Key, Staged>,
@@ -143,7 +146,11 @@ impl DependencyTracker {
     /// key had no version at all).
     #[inline]
     pub fn record_read(&mut self, key: &Key, observed_ts: Timestamp) {
-        self.point_reads.push((key.clone(), observed_ts));
+        if self.first_read.is_none() {
+            self.first_read = Some((key.clone(), observed_ts));
+        } else {
+            self.point_reads.push((key.clone(), observed_ts));
+        }
         self.sealed = false;
     }
 
@@ -216,10 +223,11 @@ impl DependencyTracker {
         self.writes.is_empty()
     }
 
-    /// Point reads recorded so far (sorted and de-duplicated after
-    /// [`seal`](Self::seal)).
+    /// Point reads, sorted by key and de-duplicated. Complete only after
+    /// [`seal`](Self::seal).
     #[must_use]
     pub fn point_reads(&self) -> &[(Key, Timestamp)] {
+        debug_assert!(self.sealed, "seal() before point_reads()");
         &self.point_reads
     }
 
@@ -235,6 +243,9 @@ impl DependencyTracker {
     pub fn seal(&mut self) {
         if self.sealed {
             return;
+        }
+        if let Some(first) = self.first_read.take() {
+            self.point_reads.push(first);
         }
         self.point_reads
             .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
