@@ -308,6 +308,7 @@ impl TxnBuffer {
                         entry,
                         latest_ts: word & TS_MASK,
                         bit: LOCKED,
+                        newest: None,
                         finished: false,
                     });
                 }
@@ -334,6 +335,7 @@ impl TxnBuffer {
             entry,
             latest_ts: word & TS_MASK,
             bit: PRUNING,
+            newest: None,
             finished: false,
         })
     }
@@ -589,6 +591,8 @@ pub struct KeyIntent<'a> {
     latest_ts: Timestamp,
     /// `LOCKED` for a committer's intent, `PRUNING` for reclamation.
     bit: u64,
+    /// The version this intent inserted, until `finish` reclaims below it.
+    newest: Option<Entry<'a, VersionKey, Option<Arc<RecordBatch>>>>,
     finished: bool,
 }
 
@@ -613,7 +617,8 @@ impl KeyIntent<'_> {
     }
 
     /// Installs a version committed at `ts` (`None`: a tombstone), reclaims
-    /// what `watermark` allows, and releases the intent.
+    /// what `watermark` allows, and releases the intent:
+    /// [`insert_version`](Self::insert_version) then [`finish`](Self::finish).
     ///
     /// # Errors
     /// [`Error::TimestampOutOfRange`](crate::Error::TimestampOutOfRange) when
@@ -625,27 +630,45 @@ impl KeyIntent<'_> {
         value: Option<Arc<RecordBatch>>,
         watermark: Timestamp,
     ) -> Result<()> {
+        self.insert_version(ts, value)?;
+        self.finish(watermark);
+        Ok(())
+    }
+
+    /// Inserts a version committed at `ts` (`None`: a tombstone) and keeps
+    /// the intent, so a committer can publish its timestamp first and
+    /// reclaim afterwards (shortening the window later commits wait on).
+    ///
+    /// # Errors
+    /// [`Error::TimestampOutOfRange`](crate::Error::TimestampOutOfRange) when
+    /// `ts` is 0 or above [`MAX_TIMESTAMP`](crate::MAX_TIMESTAMP); nothing is
+    /// inserted.
+    pub fn insert_version(&mut self, ts: Timestamp, value: Option<Arc<RecordBatch>>) -> Result<()> {
         snafu::ensure!(
             (1..=crate::MAX_TIMESTAMP).contains(&ts),
             TimestampOutOfRangeSnafu { ts }
         );
-        let buffer = self.buffer;
         let key = self.key().clone();
-        let newest = buffer
-            .versions
-            .insert(VersionKey::new(key.clone(), ts), value);
+        self.newest = Some(self.buffer.versions.insert(VersionKey::new(key, ts), value));
         // From here on the key has a version: never treat it as an aborted
         // insert (even if something below unwinds).
         self.latest_ts = self.latest_ts.max(ts);
-        let pruned = buffer.prune_after_install(&newest, watermark);
-        if pruned.revisit {
-            // An open snapshot pins older versions, or the key is deleted and
-            // its head can go once the tombstone is old: look again later.
-            buffer.enqueue_head(&self.entry, watermark);
-        }
-        self.release_inner();
-        self.finished = true;
         Ok(())
+    }
+
+    /// Reclaims what `watermark` allows below the version inserted by
+    /// [`insert_version`](Self::insert_version) (if any) and releases the intent.
+    pub fn finish(mut self, watermark: Timestamp) {
+        if let Some(newest) = self.newest.take() {
+            let buffer = self.buffer;
+            let pruned = buffer.prune_after_install(&newest, watermark);
+            if pruned.revisit {
+                // An open snapshot pins older versions, or the key is deleted
+                // and its head can go once the tombstone is old: look again later.
+                buffer.enqueue_head(&self.entry, watermark);
+            }
+        }
+        self.finish_without_install();
     }
 
     /// Releases the intent without installing anything. A head this intent

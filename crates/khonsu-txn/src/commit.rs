@@ -7,8 +7,9 @@
 //!  4. Serializable: validate reads and ranges   (validate_serializable)
 //!  5. settle each write: clean / conflict → Fail, Replace, Ignore, Append
 //!  6. Storage::apply(commit_ts, mutations)      — an error aborts here
-//!  7. install versions, reclaim garbage, release intents
-//!  8. publish the timestamp (in order)          — now visible, atomically
+//!  7. insert the versions
+//!  8. publish the timestamp (in order)          — now visible, atomically;
+//!     then reclaim garbage and release the intents
 //! ```
 //!
 //! Any early return drops the held intents (released unchanged) and the
@@ -116,20 +117,26 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     };
 
     // 7. Install. Versions stamped `commit_ts` are invisible until step 8.
-    let watermark = shared.watermark_for_commit(commit_ts);
-    for (intent, decision) in intents {
-        match decision {
-            // Every install uses the same oracle-issued timestamp, which is in
-            // range, so this cannot fail part-way (a bad one fails on the first).
-            Some(value) => intent
-                .install(commit_ts, value, watermark)
-                .context(ClockSnafu { txn_id })?,
-            None => intent.release(),
+    for (intent, decision) in &mut intents {
+        if let Some(value) = decision.take()
+            // Every version gets the same oracle-issued timestamp, which is in
+            // range, so this cannot fail part-way (a bad one fails first).
+            && let Err(err) = intent.insert_version(commit_ts, value)
+        {
+            drop(intents);
+            drop(ticket);
+            return Err(ClockSnafu { txn_id }.into_error(err));
         }
     }
 
-    // 8. Publish: every snapshot from now on sees all of this commit.
+    // 8. Publish: every snapshot from now on sees all of this commit. Old
+    //    versions are reclaimed afterwards, still under the intents, so later
+    //    commits waiting to publish do not wait for our reclamation.
     ticket.publish();
+    let watermark = shared.watermark_for_commit(commit_ts);
+    for (intent, _) in intents {
+        intent.finish(watermark);
+    }
     buffer.collect_deferred(watermark, DEFERRED_GC_PER_COMMIT);
     Ok(info)
 }
