@@ -77,87 +77,65 @@ trait Flavor: Send + Sync {
     fn compact(&self);
 }
 
-impl Flavor for OptimisticDb<u64, Value> {
-    type Write = OptimisticTransaction<u64, Value>;
-    const NAME: &'static str = "skipdb-optimistic";
+/// The two skipdb databases share their read API; only the write
+/// transaction, its constructor and the name differ.
+macro_rules! skipdb_flavor {
+    ($db:ident, $write:ident, $begin:ident, $name:literal) => {
+        impl Flavor for $db<u64, Value> {
+            type Write = $write<u64, Value>;
+            const NAME: &'static str = $name;
 
-    fn begin_write(&self) -> Self::Write {
-        self.write()
-    }
+            fn begin_write(&self) -> Self::Write {
+                self.$begin()
+            }
 
-    fn read_rows(&self, key: u64) -> u64 {
-        let txn = self.read();
-        txn.get(&key).map_or(0, |entry| batch_rows(&entry.value()))
-    }
+            fn read_rows(&self, key: u64) -> u64 {
+                let txn = self.read();
+                txn.get(&key).map_or(0, |entry| batch_rows(&entry.value()))
+            }
 
-    fn scan_rows(&self, range: Range<u64>) -> u64 {
-        let txn = self.read();
-        txn.range(range)
-            .map(|entry| batch_rows(&entry.value()))
-            .sum()
-    }
+            fn scan_rows(&self, range: Range<u64>) -> u64 {
+                let txn = self.read();
+                txn.range(range)
+                    .map(|entry| batch_rows(&entry.value()))
+                    .sum()
+            }
 
-    fn read_all(&self, ops: &[Op<'_>]) -> u64 {
-        let txn = self.read();
-        ops.iter()
-            .filter(|op| op.is_read())
-            .map(|op| {
-                txn.get(&op.key())
-                    .map_or(0, |entry| batch_rows(&entry.value()))
-            })
-            .sum()
-    }
+            fn read_all(&self, ops: &[Op<'_>]) -> u64 {
+                let txn = self.read();
+                ops.iter()
+                    .filter(|op| op.is_read())
+                    .map(|op| {
+                        txn.get(&op.key())
+                            .map_or(0, |entry| batch_rows(&entry.value()))
+                    })
+                    .sum()
+            }
 
-    fn read_value(&self, key: u64) -> Option<Value> {
-        let txn = self.read();
-        txn.get(&key).map(|entry| Arc::clone(&entry.value()))
-    }
+            fn read_value(&self, key: u64) -> Option<Value> {
+                let txn = self.read();
+                txn.get(&key).map(|entry| Arc::clone(&entry.value()))
+            }
 
-    fn compact(&self) {
-        OptimisticDb::compact(self);
-    }
+            fn compact(&self) {
+                $db::compact(self);
+            }
+        }
+    };
 }
 
-impl Flavor for SerializableDb<u64, Value> {
-    type Write = SerializableTransaction<u64, Value>;
-    const NAME: &'static str = "skipdb-serializable";
-
-    fn begin_write(&self) -> Self::Write {
-        self.serializable_write()
-    }
-
-    fn read_rows(&self, key: u64) -> u64 {
-        let txn = self.read();
-        txn.get(&key).map_or(0, |entry| batch_rows(&entry.value()))
-    }
-
-    fn scan_rows(&self, range: Range<u64>) -> u64 {
-        let txn = self.read();
-        txn.range(range)
-            .map(|entry| batch_rows(&entry.value()))
-            .sum()
-    }
-
-    fn read_all(&self, ops: &[Op<'_>]) -> u64 {
-        let txn = self.read();
-        ops.iter()
-            .filter(|op| op.is_read())
-            .map(|op| {
-                txn.get(&op.key())
-                    .map_or(0, |entry| batch_rows(&entry.value()))
-            })
-            .sum()
-    }
-
-    fn read_value(&self, key: u64) -> Option<Value> {
-        let txn = self.read();
-        txn.get(&key).map(|entry| Arc::clone(&entry.value()))
-    }
-
-    fn compact(&self) {
-        SerializableDb::compact(self);
-    }
-}
+skipdb_flavor!(
+    OptimisticDb,
+    OptimisticTransaction,
+    write,
+    "skipdb-optimistic"
+);
+skipdb_flavor!(
+    SerializableDb,
+    SerializableTransaction,
+    serializable_write,
+    "skipdb-serializable"
+);
 
 /// A skipdb engine over flavour `D`.
 struct Skipdb<D> {
