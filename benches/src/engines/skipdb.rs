@@ -33,33 +33,27 @@ trait WriteTxn {
     fn commit_txn(&mut self) -> Result<(), CommitError>;
 }
 
-impl WriteTxn for OptimisticTransaction<u64, Value> {
-    fn read_value(&mut self, key: u64) -> Result<Option<Value>, TxnError> {
-        Ok(self.get(&key)?.map(|entry| Arc::clone(&entry.value())))
-    }
+/// Both skipdb write transactions expose the same calls under their own types.
+macro_rules! skipdb_write_txn {
+    ($txn:ident) => {
+        impl WriteTxn for $txn<u64, Value> {
+            fn read_value(&mut self, key: u64) -> Result<Option<Value>, TxnError> {
+                Ok(self.get(&key)?.map(|entry| Arc::clone(&entry.value())))
+            }
 
-    fn write_value(&mut self, key: u64, value: Value) -> Result<(), TxnError> {
-        self.insert(key, value)
-    }
+            fn write_value(&mut self, key: u64, value: Value) -> Result<(), TxnError> {
+                self.insert(key, value)
+            }
 
-    fn commit_txn(&mut self) -> Result<(), CommitError> {
-        self.commit()
-    }
+            fn commit_txn(&mut self) -> Result<(), CommitError> {
+                self.commit()
+            }
+        }
+    };
 }
 
-impl WriteTxn for SerializableTransaction<u64, Value> {
-    fn read_value(&mut self, key: u64) -> Result<Option<Value>, TxnError> {
-        Ok(self.get(&key)?.map(|entry| Arc::clone(&entry.value())))
-    }
-
-    fn write_value(&mut self, key: u64, value: Value) -> Result<(), TxnError> {
-        self.insert(key, value)
-    }
-
-    fn commit_txn(&mut self) -> Result<(), CommitError> {
-        self.commit()
-    }
-}
+skipdb_write_txn!(OptimisticTransaction);
+skipdb_write_txn!(SerializableTransaction);
 
 /// One skipdb database flavour: its write and read transactions.
 trait Flavor: Send + Sync {

@@ -14,23 +14,10 @@ use arrow_array::{BooleanArray, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use khonsu_arrow_utils::{append, batches_equal, concat, delete_rows, filter_rows, take_rows};
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
+
+mod common;
 
 type Row = (Option<i64>, Option<String>);
-
-fn config() -> ProptestConfig {
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases: 256,
-        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
-            default.rng_seed
-        } else {
-            RngSeed::Fixed(0x6b68_6f6e_7375)
-        },
-        failure_persistence: None,
-        ..default
-    }
-}
 
 fn batch(rows: &[Row]) -> Result<RecordBatch, ArrowError> {
     let schema = Schema::new(vec![
@@ -53,7 +40,7 @@ fn rows() -> impl Strategy<Value = Vec<Row>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common::config(0x6b68_6f6e_7375))]
 
     #[test]
     fn append_then_take_gives_back_the_inputs(a in rows(), b in rows()) {

@@ -10,23 +10,10 @@ use arrow_array::{ArrayRef, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{ArrowError, DataType, Field, Schema};
 use khonsu_arrow_utils::{batches_equal, upsert_by_key};
 use proptest::prelude::*;
-use proptest::test_runner::RngSeed;
+
+mod common;
 
 type Row = (u8, Option<String>);
-
-fn config() -> ProptestConfig {
-    let default = ProptestConfig::default();
-    ProptestConfig {
-        cases: 256,
-        rng_seed: if std::env::var_os("PROPTEST_RNG_SEED").is_some() {
-            default.rng_seed
-        } else {
-            RngSeed::Fixed(0x7570_7365_7274)
-        },
-        failure_persistence: None,
-        ..default
-    }
-}
 
 /// The model: apply each update row in turn.
 fn sequential(base: &[Row], updates: &[Row]) -> Vec<Row> {
@@ -74,7 +61,7 @@ fn rows() -> impl Strategy<Value = Vec<Row>> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(common::config(0x7570_7365_7274))]
 
     #[test]
     fn upsert_equals_one_row_at_a_time(base in rows(), updates in rows(), string_key in any::<bool>()) {
