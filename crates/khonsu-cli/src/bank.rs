@@ -542,14 +542,7 @@ pub(crate) fn run(config: &BankConfig, progress: &ProgressBar) -> Result<Summary
     let buffer = bank.db.stats();
 
     let mut summary = Summary {
-        isolation: config.isolation,
-        resolution: config.resolution,
-        threads: config.threads,
-        auditors: config.auditors,
-        accounts: config.accounts,
-        initial_balance: config.initial_balance,
-        seed: config.seed,
-        stop: config.stop,
+        config: config.clone(),
         elapsed: finished.saturating_duration_since(started),
         committed: 0,
         aborts: AbortCounts::default(),

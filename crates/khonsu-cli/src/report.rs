@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::args::{Isolation, Resolution, StopAfter};
+use crate::args::{Isolation, Resolution};
+use crate::bank::BankConfig;
 use crate::stats::{AbortCounts, LatencyHistogram};
 
 /// What an audit saw: how many accounts and their total balance.
@@ -18,22 +19,8 @@ pub(crate) struct Holdings {
 /// Everything a run measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {
-    /// Isolation level of every transaction.
-    pub(crate) isolation: Isolation,
-    /// Write-write conflict resolution.
-    pub(crate) resolution: Resolution,
-    /// Transfer threads.
-    pub(crate) threads: u32,
-    /// Auditor threads.
-    pub(crate) auditors: u32,
-    /// Accounts created.
-    pub(crate) accounts: u64,
-    /// Starting balance of each account.
-    pub(crate) initial_balance: i64,
-    /// Seed of the random choices.
-    pub(crate) seed: u64,
-    /// The stop condition the run was given.
-    pub(crate) stop: StopAfter,
+    /// What the run was asked to do (isolation, resolution, threads, accounts, seed, stop).
+    pub(crate) config: BankConfig,
     /// Wall-clock time from starting the threads to the last transfer.
     pub(crate) elapsed: Duration,
     /// Committed transfers.
@@ -107,13 +94,14 @@ impl Summary {
     /// read-modify-writes are resolved instead of aborted, so transfers can lose or
     /// duplicate money by design.
     pub(crate) fn lost_updates_allowed(&self) -> bool {
-        self.isolation == Isolation::ReadCommitted && self.resolution != Resolution::Fail
+        self.config.isolation == Isolation::ReadCommitted
+            && self.config.resolution != Resolution::Fail
     }
 
     /// Whether every audit must see the initial total: at repeatable-read and
     /// serializable an audit reads one snapshot, so anything else is a bug.
     pub(crate) fn audits_must_be_consistent(&self) -> bool {
-        self.isolation != Isolation::ReadCommitted
+        self.config.isolation != Isolation::ReadCommitted
     }
 
     /// The violated invariants, empty when the run passed.
@@ -131,7 +119,7 @@ impl Summary {
         if self.audits_must_be_consistent() && self.inconsistent_audits > 0 {
             violations.push(format!(
                 "{} of {} audits saw an inconsistent total at {}",
-                self.inconsistent_audits, self.audits, self.isolation
+                self.inconsistent_audits, self.audits, self.config.isolation
             ));
         }
         if self.read_only_aborts > 0 {
@@ -183,17 +171,17 @@ impl fmt::Display for Percentiles<'_> {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let a = &self.aborts;
-        writeln!(f, "isolation:            {}", self.isolation)?;
-        writeln!(f, "resolution:           {}", self.resolution)?;
-        writeln!(f, "transfer threads:     {}", self.threads)?;
-        writeln!(f, "auditor threads:      {}", self.auditors)?;
+        writeln!(f, "isolation:            {}", self.config.isolation)?;
+        writeln!(f, "resolution:           {}", self.config.resolution)?;
+        writeln!(f, "transfer threads:     {}", self.config.threads)?;
+        writeln!(f, "auditor threads:      {}", self.config.auditors)?;
         writeln!(
             f,
             "accounts:             {} (initial balance {} each)",
-            self.accounts, self.initial_balance
+            self.config.accounts, self.config.initial_balance
         )?;
-        writeln!(f, "seed:                 {}", self.seed)?;
-        writeln!(f, "stop after:           {}", self.stop)?;
+        writeln!(f, "seed:                 {}", self.config.seed)?;
+        writeln!(f, "stop after:           {}", self.config.stop)?;
         writeln!(
             f,
             "duration:             {:.3} s",
@@ -265,7 +253,7 @@ impl Summary {
                 "note: at {} with --resolution {}, a transfer that races a concurrent commit \
                  is resolved instead of aborted: lost updates are allowed at this \
                  level/resolution, so the total need not be conserved",
-                self.isolation, self.resolution
+                self.config.isolation, self.config.resolution
             )?;
         }
         if !self.audits_must_be_consistent() && self.inconsistent_audits > 0 {
@@ -277,7 +265,7 @@ impl Summary {
             writeln!(
                 f,
                 "note: inconsistent audits are allowed at {} ({why})",
-                self.isolation
+                self.config.isolation
             )?;
         }
         let violations = self.violations();
@@ -296,6 +284,7 @@ impl Summary {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::args::StopAfter;
 
     fn summary() -> Summary {
         let holdings = Holdings {
@@ -305,14 +294,17 @@ mod tests {
         let mut commit_latency = LatencyHistogram::default();
         commit_latency.record(Duration::from_micros(12));
         Summary {
-            isolation: Isolation::Serializable,
-            resolution: Resolution::Fail,
-            threads: 2,
-            auditors: 1,
-            accounts: 10,
-            initial_balance: 1000,
-            seed: 99,
-            stop: StopAfter::Transfers(300),
+            config: BankConfig {
+                isolation: Isolation::Serializable,
+                resolution: Resolution::Fail,
+                threads: 2,
+                auditors: 1,
+                accounts: 10,
+                initial_balance: 1000,
+                max_amount: 100,
+                stop: StopAfter::Transfers(300),
+                seed: 99,
+            },
             elapsed: Duration::from_secs(2),
             committed: 300,
             aborts: AbortCounts {
@@ -376,8 +368,8 @@ mod tests {
     #[test]
     fn lost_updates_are_explained_at_read_committed() {
         let mut s = summary();
-        s.isolation = Isolation::ReadCommitted;
-        s.resolution = Resolution::Replace;
+        s.config.isolation = Isolation::ReadCommitted;
+        s.config.resolution = Resolution::Replace;
         s.final_state.total += 50;
         s.inconsistent_audits = 2;
         let text = s.to_string();
@@ -393,7 +385,7 @@ mod tests {
     #[test]
     fn inconsistent_audits_fail_above_read_committed() {
         let mut s = summary();
-        s.isolation = Isolation::RepeatableRead;
+        s.config.isolation = Isolation::RepeatableRead;
         s.inconsistent_audits = 1;
         assert!(!s.passed());
         s.inconsistent_audits = 0;
