@@ -274,6 +274,14 @@ impl DependencyTracker {
         self.sealed = true;
     }
 
+    /// Staged writes in key order, each with its read base (see
+    /// [`read_base`](Self::read_base)), without a lookup per key. Call
+    /// [`seal`](Self::seal) first.
+    pub fn sealed_writes(&self) -> impl Iterator<Item = (&Key, &StagedWrite, Option<Timestamp>)> {
+        debug_assert!(self.sealed, "seal() before sealed_writes()");
+        self.writes.iter().map(|(k, s)| (k, &s.write, s.base))
+    }
+
     /// For a written key that the transaction read before first writing it
     /// (a read-modify-write), the newest such observation: the version a
     /// point read saw, or the timestamp a covering scan read at. `None` for a

@@ -82,8 +82,8 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     //    never wait on each other in a cycle. Each intent travels with the
     //    value decided for it in step 5 (`None`: the write is dropped).
     let mut intents: Vec<Decided<'_>> = Vec::with_capacity(tracker.write_count());
-    for (key, write) in tracker.writes() {
-        let fatal = policy.conflict_is_fatal(tracker.read_base(key), write);
+    for (key, write, read_base) in tracker.sealed_writes() {
+        let fatal = policy.conflict_is_fatal(read_base, write);
         let budget = if fatal { 0 } else { INTENT_WAIT_BUDGET };
         let Ok(intent) = buffer.lock(key, budget) else {
             // Fatal: the holder commits a newer version, which would abort us
@@ -176,15 +176,12 @@ fn settle_and_persist(
     } else {
         0
     });
-    for ((intent, decision), (key, write)) in intents.iter_mut().zip(tracker.writes()) {
-        let outcome = resolve_write(
-            &policy,
-            key,
-            write,
-            tracker.read_base(key),
-            intent.latest_ts(),
-            || intent.latest(),
-        )
+    for ((intent, decision), (key, write, read_base)) in
+        intents.iter_mut().zip(tracker.sealed_writes())
+    {
+        let outcome = resolve_write(&policy, key, write, read_base, intent.latest_ts(), || {
+            intent.latest()
+        })
         .map_err(abort)?;
         match outcome.resolved {
             Resolved::Clean => {}
