@@ -353,16 +353,7 @@ impl TxnBuffer {
         if let Some(floor) = self.versions.lower_bound(Bound::Included(&floor_probe))
             && floor.key().key == *key
         {
-            while let Some(older) = self.versions.lower_bound(Bound::Excluded(floor.key())) {
-                if older.key().key != *key {
-                    break;
-                }
-                older.remove();
-            }
-            // A tombstone with nothing older reads the same as no version.
-            if floor.value().is_none() {
-                floor.remove();
-            }
+            Self::drop_below_floor(&floor);
         }
         let Some(newest) = self.newest_version(key) else {
             return Pruned {
@@ -376,6 +367,25 @@ impl TxnBuffer {
         Pruned {
             any_left: true,
             revisit: second_above_watermark || newest.value().is_none(),
+        }
+    }
+
+    /// Unlinks every version of the floor's key older than the floor — the
+    /// floor shadows them for every snapshot — and the floor itself if it is
+    /// a tombstone (with nothing older it reads the same as no version). The
+    /// caller holds the key.
+    fn drop_below_floor(floor: &Entry<'_, VersionKey, Option<Arc<RecordBatch>>>) {
+        let key = &floor.key().key;
+        let mut older = floor.next();
+        while let Some(entry) = older {
+            if entry.key().key != *key {
+                break;
+            }
+            older = entry.next();
+            entry.remove();
+        }
+        if floor.value().is_none() {
+            floor.remove();
         }
     }
 
@@ -428,18 +438,7 @@ impl TxnBuffer {
                 self.versions.lower_bound(Bound::Included(&probe))
             };
         };
-        let mut older = floor.next();
-        while let Some(entry) = older {
-            if entry.key().key != *key {
-                break;
-            }
-            older = entry.next();
-            entry.remove();
-        }
-        // A tombstone with nothing older reads the same as no version.
-        if floor.value().is_none() {
-            floor.remove();
-        }
+        Self::drop_below_floor(&floor);
         Pruned {
             any_left: true,
             revisit,
