@@ -1,21 +1,22 @@
-//! The Transaction Buffer: every committed version of every key, in one
-//! lock-free `crossbeam_skiplist::SkipMap`.
+//! The Transaction Buffer: one lock-free `crossbeam_skiplist::SkipMap` of
+//! keys, each with its write intent and its chain of committed versions.
 
+use std::fmt;
 use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use arc_swap::ArcSwapOption;
 use arrow_array::RecordBatch;
 use crossbeam_queue::SegQueue;
 use crossbeam_skiplist::SkipMap;
 use crossbeam_skiplist::map::Entry;
 use crossbeam_utils::Backoff;
 
-use crate::error::{IntentBusySnafu, Result, TimestampOutOfRangeSnafu};
-use crate::version::{HEAD_TS, VersionKey, version_range};
+use crate::error::{IntentBusySnafu, Result, StaleInstallSnafu, TimestampOutOfRangeSnafu};
 use crate::{Key, Pins, Timestamp, VersionedValue};
 
-// A key's head entry carries one 64-bit state word:
+// A key's head carries one 64-bit state word:
 //
 //   bit 63  LOCKED   a committer holds the key's write intent
 //   bit 62  DEAD     the head is being unlinked (key fully reclaimed); lockers retry
@@ -33,15 +34,14 @@ const PRUNING: u64 = 1 << 60;
 const TS_MASK: u64 = PRUNING - 1;
 const _: () = assert!(crate::MAX_TIMESTAMP == TS_MASK);
 
-/// Consecutive skipped entries of one key after which a walk seeks past
-/// them instead of stepping (a seek costs about as much as a few steps).
-const SEEK_AFTER_SKIPS: u32 = 4;
+/// A read timestamp above every version's: reads the newest version.
+const LATEST: Timestamp = Timestamp::MAX;
 
-/// What a [`TxnBuffer::walk`] visitor wants next.
-enum Step {
-    Next,
-    Seek(Bound<VersionKey>),
-}
+/// Versions above the watermark a committer steps over, looking for the
+/// floor to reclaim below, before it leaves the key to deferred
+/// reclamation (an open snapshot pins a long history; walking it on every
+/// commit would make each commit as slow as the history is long).
+const PRUNE_WALK_LIMIT: u32 = 4;
 
 /// The state of a key's write intent, as a validator sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,35 +83,230 @@ struct Pruned {
     revisit: bool,
 }
 
+/// One committed version in a key's chain (newest first).
+///
+/// Everything but `older` is immutable. `older` is only ever shortened (by
+/// reclamation, under the key's `PRUNING` or `LOCKED` bit): a reader that
+/// already holds a version keeps the versions after it alive.
+struct Version {
+    ts: Timestamp,
+    /// `None`: a tombstone.
+    value: Option<Arc<RecordBatch>>,
+    older: ArcSwapOption<Version>,
+}
+
+impl Version {
+    fn read(&self) -> VersionedValue {
+        VersionedValue {
+            commit_ts: self.ts,
+            value: self.value.clone(),
+        }
+    }
+}
+
+impl Drop for Version {
+    /// Frees an exclusively owned tail iteratively: a history of millions
+    /// of versions must not recurse millions of frames deep.
+    fn drop(&mut self) {
+        let mut next = self.older.swap(None);
+        while let Some(version) = next {
+            match Arc::into_inner(version) {
+                Some(owned) => next = owned.older.swap(None),
+                None => break, // someone else still holds the rest
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Version")
+            .field("ts", &self.ts)
+            .field("tombstone", &self.value.is_none())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key's entry: its state word and its newest version.
+#[derive(Debug, Default)]
+struct Head {
+    word: AtomicU64,
+    newest: ArcSwapOption<Version>,
+}
+
+impl Head {
+    /// The first version in the chain committed at or before `ts`.
+    #[inline]
+    fn read_at(&self, ts: Timestamp) -> VersionedValue {
+        let mut current = self.newest.load();
+        loop {
+            let older = match current.as_ref() {
+                None => return VersionedValue::default(),
+                Some(version) if version.ts <= ts => return version.read(),
+                Some(version) => version.older.load(),
+            };
+            current = older;
+        }
+    }
+
+    /// The versions of the chain, newest first (owning references).
+    fn versions(&self) -> Vec<Arc<Version>> {
+        let mut out = Vec::new();
+        let mut next = self.newest.load_full();
+        while let Some(version) = next {
+            next = version.older.load_full();
+            out.push(version);
+        }
+        out
+    }
+
+    fn version_count(&self) -> usize {
+        let mut count = 0;
+        let mut next = self.newest.load_full();
+        while let Some(version) = next {
+            count += 1;
+            next = version.older.load_full();
+        }
+        count
+    }
+
+    /// Unlinks the versions no snapshot at or after `watermark` can see:
+    /// everything older than the newest version at or below the watermark
+    /// (the *floor*), and the floor itself if it is a tombstone (with
+    /// nothing older it reads the same as no version). Steps over at most
+    /// `walk_limit` newer versions to find the floor. The caller holds the
+    /// key.
+    fn prune_below(&self, watermark: Timestamp, walk_limit: u32) -> Pruned {
+        let Some(newest) = self.newest.load_full() else {
+            return Pruned {
+                any_left: false,
+                revisit: false,
+            };
+        };
+        let tombstone_on_top = newest.value.is_none();
+        // Walk to the floor, remembering the version just above it.
+        let mut above: Option<Arc<Version>> = None;
+        let mut floor = newest;
+        let mut steps = 0_u32;
+        while floor.ts > watermark {
+            let Some(older) = floor.older.load_full() else {
+                // Every version is above the watermark: nothing to reclaim.
+                return Pruned {
+                    any_left: true,
+                    revisit: tombstone_on_top || above.is_some(),
+                };
+            };
+            if steps >= walk_limit {
+                return Pruned {
+                    any_left: true,
+                    revisit: true,
+                };
+            }
+            steps += 1;
+            above = Some(floor);
+            floor = older;
+        }
+        if floor.older.load().is_some() {
+            floor.older.store(None);
+        }
+        if floor.value.is_none() {
+            match &above {
+                Some(version) => version.older.store(None),
+                None => self.newest.store(None),
+            }
+        }
+        // `above` is the newest only if exactly one version is above the
+        // watermark; more than one means an open snapshot pins history.
+        let pinned_history = steps > 1;
+        Pruned {
+            any_left: self.newest.load().is_some(),
+            revisit: pinned_history || tombstone_on_top,
+        }
+    }
+
+    /// Precise reclamation: keeps a version only if some pinned point in
+    /// time falls between its commit and the next newer version (or it is
+    /// newer than every pin), then drops trailing tombstones. Returns how
+    /// many versions are left. The caller holds the key.
+    fn prune_pinned(&self, pins: &Pins) -> usize {
+        let mut kept: Vec<Arc<Version>> = Vec::new();
+        let mut newer_ts = LATEST;
+        let mut next_pin = pins.points.iter().copied().peekable();
+        let mut dropped_any = false;
+        for version in self.versions() {
+            let ts = version.ts;
+            // Pins at or after `newer_ts` see a newer version, not this one.
+            while next_pin.next_if(|p| *p >= newer_ts).is_some() {}
+            let pinned = next_pin.peek().is_some_and(|p| *p >= ts);
+            if ts > pins.visible || pinned || newer_ts > pins.from {
+                kept.push(version);
+            } else {
+                dropped_any = true;
+            }
+            newer_ts = ts;
+        }
+        // Oldest first: a tombstone with nothing older reads as no version.
+        while kept.last().is_some_and(|v| v.value.is_none()) {
+            kept.pop();
+            dropped_any = true;
+        }
+        if dropped_any {
+            // Relink oldest first, so a reader walking the chain meanwhile
+            // never steps from a kept version into a dropped one it needs.
+            let mut tail: Option<Arc<Version>> = None;
+            for version in kept.iter().rev() {
+                let linked = version.older.load();
+                if !same_version(linked.as_ref(), tail.as_ref()) {
+                    version.older.store(tail.clone());
+                }
+                tail = Some(Arc::clone(version));
+            }
+            let top = self.newest.load();
+            if !same_version(top.as_ref(), tail.as_ref()) {
+                self.newest.store(tail);
+            }
+        }
+        kept.len()
+    }
+}
+
+fn same_version(a: Option<&Arc<Version>>, b: Option<&Arc<Version>>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        _ => false,
+    }
+}
+
 /// The shared multi-version store of committed data.
 ///
-/// Two lock-free `crossbeam_skiplist::SkipMap`s:
+/// One lock-free `crossbeam_skiplist::SkipMap` from each key to its *head*:
 ///
-/// * **versions** — every committed version, ordered by (key ascending,
-///   commit timestamp descending), so a snapshot read is a single
-///   `lower_bound` seek and a range scan is one ordered walk (see
-///   `VersionKey`). Readers touch only this map.
-/// * **heads** — one state word per key: the key's *write intent* (the
-///   `LOCKED` bit), housekeeping flags, and the newest commit timestamp,
-///   which is what write-write checks and `Serializable` validation read.
+/// * a state word: the key's *write intent* (the `LOCKED` bit),
+///   housekeeping flags, and the newest commit timestamp, which is what
+///   write-write checks and `Serializable` validation read;
+/// * the key's versions, newest first, as a chain of reference-counted
+///   nodes whose head is swapped atomically (`arc_swap`). A snapshot read is
+///   one skiplist lookup and, usually, the first version of the chain.
 ///
-/// **What is atomic.** Each skiplist operation is linearizable. A commit
-/// touching several keys is made atomic one level up: the writer takes each
-/// key's write intent (in key order), installs versions stamped with its
-/// commit timestamp, and only then is that timestamp published by the
-/// [`TimestampOracle`](crate::TimestampOracle); snapshots never read past the
-/// published timestamp, so they see all of a commit or none of it. Readers
-/// never take intents: readers never block writers, writers never block
-/// readers.
+/// **What is atomic.** Each skiplist operation and each chain swap is
+/// linearizable. A commit touching several keys is made atomic one level
+/// up: the writer takes each key's write intent (in key order), pushes
+/// versions stamped with its commit timestamp, and only then is that
+/// timestamp published by the [`TimestampOracle`](crate::TimestampOracle);
+/// snapshots never read past the published timestamp, so they see all of a
+/// commit or none of it. Readers never take intents: readers never block
+/// writers, writers never block readers.
 ///
 /// **How memory is reclaimed.** A version is garbage once a newer version
 /// exists at or below the watermark (the oldest open snapshot, see
 /// [`SnapshotRegistry`](crate::SnapshotRegistry)). The committer of a key
-/// unlinks that key's garbage right after installing; keys that still hold
+/// cuts that key's chain right after installing; keys that still hold
 /// extra versions are queued (a `SegQueue`) and revisited by later commits,
-/// and [`collect_garbage`](Self::collect_garbage) sweeps everything, precisely.
-/// Unlinked nodes are freed by `crossbeam-epoch` once no thread can still be
-/// traversing them, so memory stays bounded under endless overwrites.
+/// and [`collect_garbage`](Self::collect_garbage) sweeps everything,
+/// precisely. A cut-off version is freed when the last reader holding it
+/// lets go (reference counts); removed skiplist nodes are freed by
+/// `crossbeam-epoch`. Memory stays bounded under endless overwrites.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -135,10 +330,8 @@ struct Pruned {
 /// ```
 #[derive(Debug, Default)]
 pub struct TxnBuffer {
-    /// Every version, ordered (key ascending, commit timestamp descending).
-    versions: SkipMap<VersionKey, Option<Arc<RecordBatch>>>,
-    /// One state word per key: write intent, flags, newest commit timestamp.
-    heads: SkipMap<Key, AtomicU64>,
+    /// One head per key: intent word and version chain.
+    heads: SkipMap<Key, Head>,
     /// Keys to revisit, each with the watermark it was last pruned at.
     deferred: SegQueue<(Key, Timestamp)>,
 }
@@ -150,17 +343,15 @@ impl TxnBuffer {
         Self::default()
     }
 
-    /// The version of `key` a snapshot at `ts` sees: one seek.
+    /// The version of `key` a snapshot at `ts` sees: one lookup, then the
+    /// key's chain from the newest version down to the first one at or
+    /// below `ts` (usually the newest).
     #[must_use]
     #[inline]
     pub fn read_at(&self, key: &Key, ts: Timestamp) -> VersionedValue {
-        let probe = VersionKey::new(key.clone(), ts.min(HEAD_TS - 1));
-        match self.versions.lower_bound(Bound::Included(&probe)) {
-            Some(entry) if entry.key().key == *key => VersionedValue {
-                commit_ts: entry.key().ts,
-                value: entry.value().clone(),
-            },
-            _ => VersionedValue::default(),
+        match self.heads.get(key) {
+            Some(entry) => entry.value().read_at(ts),
+            None => VersionedValue::default(),
         }
     }
 
@@ -168,14 +359,13 @@ impl TxnBuffer {
     /// by committers holding the key's intent).
     #[must_use]
     pub fn read_latest(&self, key: &Key) -> VersionedValue {
-        self.read_at(key, HEAD_TS - 1)
+        self.read_at(key, LATEST)
     }
 
     /// Every key in `range` with a live value at snapshot `ts`, in key order.
     ///
-    /// One ordered walk: per key, the first version at or below `ts` is the
-    /// visible one. When a key has a long history (an old snapshot pins it),
-    /// the walk seeks past it instead of stepping through every version.
+    /// One ordered walk over the keys; per key, the first version of its
+    /// chain at or below `ts` is the visible one.
     #[must_use]
     pub fn scan_at(
         &self,
@@ -184,54 +374,12 @@ impl TxnBuffer {
         ts: Timestamp,
     ) -> Vec<(Key, Arc<RecordBatch>)> {
         let mut out = Vec::new();
-        let mut decided: Option<Key> = None;
-        let mut skipped = 0_u32;
-        self.walk(version_range(start, end), |entry| {
-            let vk = entry.key();
-            let done = decided.as_ref() == Some(&vk.key);
-            if done || vk.ts > ts {
-                skipped += 1;
-                if skipped < SEEK_AFTER_SKIPS {
-                    return Step::Next;
-                }
-                skipped = 0;
-                return Step::Seek(if done {
-                    // Past every version of this key: the next key's newest.
-                    Bound::Excluded(VersionKey::new(vk.key.clone(), 0))
-                } else {
-                    // Straight to the version visible at `ts`.
-                    Bound::Included(VersionKey::new(vk.key.clone(), ts))
-                });
+        for entry in self.heads.range::<Key, _>((start, end)) {
+            if let Some(batch) = entry.value().read_at(ts).value {
+                out.push((entry.key().clone(), batch));
             }
-            skipped = 0;
-            decided = Some(vk.key.clone());
-            if let Some(batch) = entry.value() {
-                out.push((vk.key.clone(), Arc::clone(batch)));
-            }
-            Step::Next
-        });
-        out
-    }
-
-    /// Walks `range` of the versions in order; `visit` may jump ahead.
-    fn walk(
-        &self,
-        range: (Bound<VersionKey>, Bound<VersionKey>),
-        mut visit: impl FnMut(&Entry<'_, VersionKey, Option<Arc<RecordBatch>>>) -> Step,
-    ) {
-        let (mut low, high) = range;
-        'seek: loop {
-            for entry in self.versions.range((low.clone(), high.clone())) {
-                match visit(&entry) {
-                    Step::Next => {}
-                    Step::Seek(to) => {
-                        low = to;
-                        continue 'seek;
-                    }
-                }
-            }
-            return;
         }
+        out
     }
 
     /// The intent state of `key`, or `None` if the buffer has never seen it
@@ -239,8 +387,8 @@ impl TxnBuffer {
     #[must_use]
     pub fn intent_state(&self, key: &Key) -> Option<IntentState> {
         self.heads
-            .get(key.as_bytes())
-            .map(|e| IntentState::from_word(e.value().load(Ordering::SeqCst)))
+            .get(key)
+            .map(|e| IntentState::from_word(e.value().word.load(Ordering::SeqCst)))
     }
 
     /// Visits the intent state of every key in a range, in key order, until
@@ -251,11 +399,10 @@ impl TxnBuffer {
         end: Bound<&Key>,
         mut visit: impl FnMut(&Key, IntentState) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
-        let range = (start.map(Key::as_bytes), end.map(Key::as_bytes));
-        for entry in self.heads.range::<[u8], _>(range) {
+        for entry in self.heads.range::<Key, _>((start, end)) {
             visit(
                 entry.key(),
-                IntentState::from_word(entry.value().load(Ordering::SeqCst)),
+                IntentState::from_word(entry.value().word.load(Ordering::SeqCst)),
             )?;
         }
         ControlFlow::Continue(())
@@ -274,8 +421,11 @@ impl TxnBuffer {
         let mut waits = 0_u32;
         let backoff = Backoff::new();
         loop {
-            let entry = self.heads.get_or_insert(key.clone(), AtomicU64::new(0));
-            let state = entry.value();
+            let entry = match self.heads.get(key) {
+                Some(entry) => entry,
+                None => self.heads.get_or_insert(key.clone(), Head::default()),
+            };
+            let state = &entry.value().word;
             loop {
                 let word = state.load(Ordering::SeqCst);
                 if word & DEAD != 0 {
@@ -308,7 +458,7 @@ impl TxnBuffer {
                         entry,
                         latest_ts: word & TS_MASK,
                         bit: LOCKED,
-                        newest: None,
+                        installed: false,
                         finished: false,
                     });
                 }
@@ -321,13 +471,14 @@ impl TxnBuffer {
     /// Takes the key for reclamation (the `PRUNING` bit) if neither a
     /// committer nor another reclaimer holds it right now.
     fn try_prune_lock(&self, key: &Key) -> Option<KeyIntent<'_>> {
-        let entry = self.heads.get(key.as_bytes())?;
-        let word = entry.value().load(Ordering::SeqCst);
+        let entry = self.heads.get(key)?;
+        let word = entry.value().word.load(Ordering::SeqCst);
         if word & (LOCKED | DEAD | PRUNING) != 0 {
             return None;
         }
         entry
             .value()
+            .word
             .compare_exchange(word, word | PRUNING, Ordering::SeqCst, Ordering::SeqCst)
             .ok()?;
         Some(KeyIntent {
@@ -335,147 +486,9 @@ impl TxnBuffer {
             entry,
             latest_ts: word & TS_MASK,
             bit: PRUNING,
-            newest: None,
+            installed: false,
             finished: false,
         })
-    }
-
-    /// Unlinks the versions of `key` that no snapshot at or after
-    /// `watermark` can see: everything older than the newest version at or
-    /// below the watermark (the *floor*), and the floor itself if it is a
-    /// tombstone with nothing older. The caller holds the key's intent.
-    ///
-    /// A few seeks, however long the key's history: the floor is found with
-    /// one `lower_bound`, and only the (usually zero or one) versions below
-    /// it are visited.
-    fn prune_below(&self, key: &Key, watermark: Timestamp) -> Pruned {
-        let floor_probe = VersionKey::new(key.clone(), watermark.min(HEAD_TS - 1));
-        if let Some(floor) = self.versions.lower_bound(Bound::Included(&floor_probe))
-            && floor.key().key == *key
-        {
-            Self::drop_below_floor(&floor);
-        }
-        let Some(newest) = self.newest_version(key) else {
-            return Pruned {
-                any_left: false,
-                revisit: false,
-            };
-        };
-        let second_above_watermark = newest
-            .next()
-            .is_some_and(|e| e.key().key == *key && e.key().ts > watermark);
-        Pruned {
-            any_left: true,
-            revisit: second_above_watermark || newest.value().is_none(),
-        }
-    }
-
-    /// Unlinks every version of the floor's key older than the floor — the
-    /// floor shadows them for every snapshot — and the floor itself if it is
-    /// a tombstone (with nothing older it reads the same as no version). The
-    /// caller holds the key.
-    fn drop_below_floor(floor: &Entry<'_, VersionKey, Option<Arc<RecordBatch>>>) {
-        let key = &floor.key().key;
-        let mut older = floor.next();
-        while let Some(entry) = older {
-            if entry.key().key != *key {
-                break;
-            }
-            older = entry.next();
-            entry.remove();
-        }
-        if floor.value().is_none() {
-            floor.remove();
-        }
-    }
-
-    /// The newest version of `key`, if it has any.
-    fn newest_version(&self, key: &Key) -> Option<Entry<'_, VersionKey, Option<Arc<RecordBatch>>>> {
-        // (key, HEAD_TS) sorts before every version of `key`.
-        let first = VersionKey::new(key.clone(), HEAD_TS);
-        self.versions
-            .lower_bound(Bound::Included(&first))
-            .filter(|e| e.key().key == *key)
-    }
-
-    /// [`prune_below`](Self::prune_below) for the committer that just
-    /// installed `newest`: it walks from the new version to the next ones
-    /// (usually the previous version, then the next key) instead of seeking,
-    /// and seeks only past a long pinned history. The caller holds the intent.
-    fn prune_after_install(
-        &self,
-        newest: &Entry<'_, VersionKey, Option<Arc<RecordBatch>>>,
-        watermark: Timestamp,
-    ) -> Pruned {
-        let key = &newest.key().key;
-        let mut revisit = newest.value().is_none();
-        let mut cursor = newest.next();
-        let mut steps = 0_u32;
-        let floor = loop {
-            let Some(entry) = cursor else {
-                return Pruned {
-                    any_left: true,
-                    revisit,
-                };
-            };
-            if entry.key().key != *key {
-                return Pruned {
-                    any_left: true,
-                    revisit,
-                };
-            }
-            if entry.key().ts <= watermark {
-                break entry;
-            }
-            // A version above the watermark besides the newest: an open
-            // snapshot may read it; look again later.
-            revisit = true;
-            steps += 1;
-            cursor = if steps < SEEK_AFTER_SKIPS {
-                entry.next()
-            } else {
-                let probe = VersionKey::new(key.clone(), watermark.min(HEAD_TS - 1));
-                self.versions.lower_bound(Bound::Included(&probe))
-            };
-        };
-        Self::drop_below_floor(&floor);
-        Pruned {
-            any_left: true,
-            revisit,
-        }
-    }
-
-    /// Precise reclamation of `key`: keeps a version only if some pinned
-    /// point in time falls between its commit and the next newer version
-    /// (or it is newer than every pin), then drops trailing tombstones.
-    /// Returns how many versions are left. The caller holds the intent.
-    fn prune_pinned(&self, key: &Key, pins: &Pins) -> usize {
-        let mut kept: Vec<Entry<'_, VersionKey, Option<Arc<RecordBatch>>>> = Vec::new();
-        let mut newer_ts = HEAD_TS;
-        let mut next_pin = pins.points.iter().copied().peekable();
-        for entry in self
-            .versions
-            .range(version_range(Bound::Included(key), Bound::Included(key)))
-        {
-            let ts = entry.key().ts;
-            // Pins at or after `newer_ts` see a newer version, not this one.
-            while next_pin.next_if(|p| *p >= newer_ts).is_some() {}
-            let pinned = next_pin.peek().is_some_and(|p| *p >= ts);
-            let keep = ts > pins.visible || pinned || newer_ts > pins.from;
-            if keep {
-                kept.push(entry);
-            } else {
-                entry.remove();
-            }
-            newer_ts = ts;
-        }
-        // Oldest first: a tombstone with nothing older reads as no version.
-        while kept.last().is_some_and(|e| e.value().is_none()) {
-            if let Some(tombstone) = kept.pop() {
-                tombstone.remove();
-            }
-        }
-        kept.len()
     }
 
     /// Revisits up to `budget` keys queued for deferred reclamation,
@@ -492,8 +505,8 @@ impl TxnBuffer {
                 self.deferred.push((key, pruned_at));
                 return;
             }
-            if let Some(entry) = self.heads.get(key.as_bytes()) {
-                entry.value().fetch_and(!QUEUED, Ordering::SeqCst);
+            if let Some(entry) = self.heads.get(&key) {
+                entry.value().word.fetch_and(!QUEUED, Ordering::SeqCst);
             }
             let Some(intent) = self.try_prune_lock(&key) else {
                 // A committer holds it and reclaims it itself; it may also
@@ -501,7 +514,7 @@ impl TxnBuffer {
                 self.enqueue(&key, pruned_at);
                 continue;
             };
-            let pruned = self.prune_below(&key, watermark);
+            let pruned = intent.entry.value().prune_below(watermark, u32::MAX);
             if !pruned.any_left && intent.latest_ts() <= watermark {
                 intent.unlink_head();
                 continue;
@@ -526,10 +539,13 @@ impl TxnBuffer {
             // The head also carries the key's newest commit timestamp, which
             // write-write checks of open transactions compare with their
             // snapshots: drop it only when no open snapshot predates it.
-            if self.prune_pinned(key, pins) == 0 && intent.latest_ts() <= pins.oldest() {
+            let left = intent.entry.value().prune_pinned(pins);
+            if left == 0 && intent.latest_ts() <= pins.oldest() {
                 intent.unlink_head();
             } else {
-                if self.deferred_worthy(key) {
+                if left == 0 {
+                    // Only a head is left, waiting for the snapshots that
+                    // predate its last change to close.
                     self.enqueue(key, 0);
                 }
                 intent.release();
@@ -539,35 +555,32 @@ impl TxnBuffer {
         crossbeam_epoch::pin().flush();
     }
 
-    /// Whether `key` has no versions left (only a head, waiting for the
-    /// snapshots that predate its last change to close).
-    fn deferred_worthy(&self, key: &Key) -> bool {
-        self.newest_version(key).is_none()
-    }
-
     /// Queues `key` for deferred reclamation (once: the `QUEUED` flag),
     /// noting the watermark its versions were last pruned at.
     fn enqueue(&self, key: &Key, pruned_at: Timestamp) {
-        if let Some(entry) = self.heads.get(key.as_bytes()) {
+        if let Some(entry) = self.heads.get(key) {
             self.enqueue_head(&entry, pruned_at);
         }
     }
 
-    fn enqueue_head(&self, head: &Entry<'_, Key, AtomicU64>, pruned_at: Timestamp) {
-        let before = head.value().fetch_or(QUEUED, Ordering::SeqCst);
+    fn enqueue_head(&self, head: &Entry<'_, Key, Head>, pruned_at: Timestamp) {
+        let before = head.value().word.fetch_or(QUEUED, Ordering::SeqCst);
         if before & (QUEUED | DEAD) == 0 {
             self.deferred.push((head.key().clone(), pruned_at));
         }
     }
 
     /// How many keys and versions the buffer holds (approximate while
-    /// commits run concurrently).
+    /// commits run concurrently). Walks every key's chain: O(keys +
+    /// versions), meant for tests, benchmarks and monitoring, not hot paths.
     #[must_use]
     pub fn stats(&self) -> BufferStats {
-        BufferStats {
-            keys: self.heads.len(),
-            versions: self.versions.len(),
+        let mut stats = BufferStats::default();
+        for entry in &self.heads {
+            stats.keys += 1;
+            stats.versions += entry.value().version_count();
         }
+        stats
     }
 
     /// Keys queued for deferred reclamation.
@@ -586,12 +599,12 @@ impl TxnBuffer {
 #[must_use = "an intent blocks other writers of the key until released"]
 pub struct KeyIntent<'a> {
     buffer: &'a TxnBuffer,
-    entry: Entry<'a, Key, AtomicU64>,
+    entry: Entry<'a, Key, Head>,
     latest_ts: Timestamp,
     /// `LOCKED` for a committer's intent, `PRUNING` for reclamation.
     bit: u64,
-    /// The version this intent inserted, until `finish` reclaims below it.
-    newest: Option<Entry<'a, VersionKey, Option<Arc<RecordBatch>>>>,
+    /// Whether this intent pushed a version (`finish` reclaims below it).
+    installed: bool,
     finished: bool,
 }
 
@@ -612,7 +625,7 @@ impl KeyIntent<'_> {
     /// The key's newest committed version.
     #[must_use]
     pub fn latest(&self) -> VersionedValue {
-        self.buffer.read_latest(self.key())
+        self.entry.value().read_at(LATEST)
     }
 
     /// Installs a version committed at `ts` (`None`: a tombstone), reclaims
@@ -620,9 +633,8 @@ impl KeyIntent<'_> {
     /// [`insert_version`](Self::insert_version) then [`finish`](Self::finish).
     ///
     /// # Errors
-    /// [`Error::TimestampOutOfRange`](crate::Error::TimestampOutOfRange) when
-    /// `ts` is 0 or above [`MAX_TIMESTAMP`](crate::MAX_TIMESTAMP); nothing
-    /// is installed and the intent is released.
+    /// As [`insert_version`](Self::insert_version); nothing is installed and
+    /// the intent is released.
     pub fn install(
         mut self,
         ts: Timestamp,
@@ -634,37 +646,55 @@ impl KeyIntent<'_> {
         Ok(())
     }
 
-    /// Inserts a version committed at `ts` (`None`: a tombstone) and keeps
-    /// the intent, so a committer can publish its timestamp first and
-    /// reclaim afterwards (shortening the window later commits wait on).
+    /// Pushes a version committed at `ts` (`None`: a tombstone) on the
+    /// key's chain and keeps the intent, so a committer can publish its
+    /// timestamp first and reclaim afterwards (shortening the window later
+    /// commits wait on).
     ///
     /// # Errors
-    /// [`Error::TimestampOutOfRange`](crate::Error::TimestampOutOfRange) when
-    /// `ts` is 0 or above [`MAX_TIMESTAMP`](crate::MAX_TIMESTAMP); nothing is
-    /// inserted.
+    /// * [`Error::TimestampOutOfRange`](crate::Error::TimestampOutOfRange)
+    ///   when `ts` is 0 or above [`MAX_TIMESTAMP`](crate::MAX_TIMESTAMP);
+    /// * [`Error::StaleInstall`](crate::Error::StaleInstall) when `ts` is
+    ///   not above the key's newest version (a chain is newest first).
+    ///
+    /// Nothing is inserted on error.
     pub fn insert_version(&mut self, ts: Timestamp, value: Option<Arc<RecordBatch>>) -> Result<()> {
         snafu::ensure!(
             (1..=crate::MAX_TIMESTAMP).contains(&ts),
             TimestampOutOfRangeSnafu { ts }
         );
-        let key = self.key().clone();
-        self.newest = Some(self.buffer.versions.insert(VersionKey::new(key, ts), value));
+        snafu::ensure!(
+            ts > self.latest_ts,
+            StaleInstallSnafu {
+                key: self.key().clone(),
+                ts,
+                latest: self.latest_ts,
+            }
+        );
+        let head = self.entry.value();
+        let version = Version {
+            ts,
+            value,
+            older: ArcSwapOption::new(head.newest.load_full()),
+        };
+        head.newest.store(Some(Arc::new(version)));
         // From here on the key has a version: never treat it as an aborted
         // insert (even if something below unwinds).
-        self.latest_ts = self.latest_ts.max(ts);
+        self.latest_ts = ts;
+        self.installed = true;
         Ok(())
     }
 
-    /// Reclaims what `watermark` allows below the version inserted by
-    /// [`insert_version`](Self::insert_version) (if any) and releases the intent.
+    /// Reclaims what `watermark` allows below the version pushed by
+    /// [`insert_version`](Self::insert_version) (if any) and releases the
+    /// intent.
     pub fn finish(mut self, watermark: Timestamp) {
-        if let Some(newest) = self.newest.take() {
-            let buffer = self.buffer;
-            let pruned = buffer.prune_after_install(&newest, watermark);
+        if self.installed {
+            let pruned = self.entry.value().prune_below(watermark, PRUNE_WALK_LIMIT);
             if pruned.revisit {
                 // An open snapshot pins older versions, or the key is deleted
                 // and its head can go once the tombstone is old: look again later.
-                buffer.enqueue_head(&self.entry, watermark);
+                self.buffer.enqueue_head(&self.entry, watermark);
             }
         }
         self.finish_without_install();
@@ -694,6 +724,7 @@ impl KeyIntent<'_> {
         let _ = self
             .entry
             .value()
+            .word
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |word| {
                 Some((word & QUEUED) | (word & (LOCKED | PRUNING) & !bit) | latest)
             });
@@ -708,7 +739,7 @@ impl KeyIntent<'_> {
     fn unlink_head_inner(&self) {
         // DEAD is set while we hold the key, so no committer can be between
         // taking it and installing; lockers that meet DEAD look the key up again.
-        self.entry.value().fetch_or(DEAD, Ordering::SeqCst);
+        self.entry.value().word.fetch_or(DEAD, Ordering::SeqCst);
         self.entry.remove();
     }
 }

@@ -30,6 +30,21 @@ pub enum Error {
         location: Location,
     },
 
+    /// A version was to be installed at a timestamp not above the key's
+    /// newest version: a key's versions are installed in timestamp order.
+    #[snafu(display("install of {key:?} at {ts} is not above its newest version ({latest})"))]
+    StaleInstall {
+        /// The key.
+        key: Key,
+        /// The refused timestamp.
+        ts: u64,
+        /// Commit timestamp of the key's newest version.
+        latest: u64,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// Another commit held the write intent on `key` for longer than the wait budget.
     #[snafu(display(
         "write intent on {key:?} is held by another commit (gave up after {spins} waits)"

@@ -115,21 +115,22 @@ impl Borrow<[u8]> for Key {
     }
 }
 
-/// An inline key as two big-endian integers: comparing `(high, low, len)`
-/// orders inline keys exactly as their bytes (zero padding sorts first, and
-/// equal padded bytes leave the shorter key — a prefix — first), with no
-/// `memcmp` call. Key comparison is most of a skiplist seek.
+/// The first eight bytes of an inline key as a big-endian integer: for
+/// `u64` keys (and most composite keys) they decide a comparison alone.
 #[inline]
-fn inline_parts(bytes: &[u8; INLINE_KEY_LEN]) -> (u128, u64) {
-    // Bytes 0..16 and 14..22: when the first parts are equal, bytes 14 and 15
-    // are equal too, so the second part effectively compares bytes 16..22.
-    let high = bytes
-        .first_chunk::<16>()
-        .map_or(0, |c| u128::from_be_bytes(*c));
-    let low = bytes
-        .last_chunk::<8>()
-        .map_or(0, |c| u64::from_be_bytes(*c));
-    (high, low)
+fn inline_head(bytes: &[u8; INLINE_KEY_LEN]) -> u64 {
+    bytes
+        .first_chunk::<8>()
+        .map_or(0, |c| u64::from_be_bytes(*c))
+}
+
+/// Bytes 6..22 of an inline key as a big-endian integer. Once the heads
+/// are equal, bytes 6 and 7 are equal too, so this compares bytes 8..22.
+#[inline]
+fn inline_tail(bytes: &[u8; INLINE_KEY_LEN]) -> u128 {
+    bytes
+        .last_chunk::<16>()
+        .map_or(0, |c| u128::from_be_bytes(*c))
 }
 
 impl PartialEq for Key {
@@ -137,7 +138,7 @@ impl PartialEq for Key {
     fn eq(&self, other: &Self) -> bool {
         match (&self.0, &other.0) {
             (Repr::Inline { len: la, bytes: ba }, Repr::Inline { len: lb, bytes: bb }) => {
-                la == lb && inline_parts(ba) == inline_parts(bb)
+                la == lb && ba == bb
             }
             _ => self.as_bytes() == other.as_bytes(),
         }
@@ -147,6 +148,7 @@ impl PartialEq for Key {
 impl Eq for Key {}
 
 impl PartialOrd for Key {
+    #[inline]
     fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
         Some(self.cmp(other))
     }
@@ -156,10 +158,13 @@ impl Ord for Key {
     #[inline]
     fn cmp(&self, other: &Self) -> Ordering {
         match (&self.0, &other.0) {
+            // Zero padding sorts first and, on equal padded bytes, the
+            // shorter key (a prefix) first: byte order, with no `memcmp`.
             (Repr::Inline { len: la, bytes: ba }, Repr::Inline { len: lb, bytes: bb }) => {
-                let (ha, lo_a) = inline_parts(ba);
-                let (hb, lo_b) = inline_parts(bb);
-                (ha, lo_a, la).cmp(&(hb, lo_b, lb))
+                match inline_head(ba).cmp(&inline_head(bb)) {
+                    Ordering::Equal => (inline_tail(ba), la).cmp(&(inline_tail(bb), lb)),
+                    unequal => unequal,
+                }
             }
             _ => self.as_bytes().cmp(other.as_bytes()),
         }
