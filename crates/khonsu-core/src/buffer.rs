@@ -6,12 +6,12 @@ use std::ops::{Bound, ControlFlow};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use arc_swap::ArcSwapOption;
 use arrow_array::RecordBatch;
 use crossbeam_queue::SegQueue;
 use crossbeam_skiplist::SkipMap;
 use crossbeam_skiplist::map::Entry;
 use crossbeam_utils::Backoff;
+use sdd::{AtomicShared, Guard, Shared, Tag};
 
 use crate::error::{IntentBusySnafu, Result, StaleInstallSnafu, TimestampOutOfRangeSnafu};
 use crate::{Key, Pins, Timestamp, VersionedValue};
@@ -86,13 +86,15 @@ struct Pruned {
 /// One committed version in a key's chain (newest first).
 ///
 /// Everything but `older` is immutable. `older` is only ever shortened (by
-/// reclamation, under the key's `PRUNING` or `LOCKED` bit): a reader that
-/// already holds a version keeps the versions after it alive.
+/// reclamation, under the key's `PRUNING` or `LOCKED` bit). Versions are
+/// reference counted (`sdd::Shared`) and freed by `sdd`'s epoch-based
+/// collector once unlinked and no reader's guard can still reach them, so
+/// readers walk the chain without touching any reference count.
 struct Version {
     ts: Timestamp,
     /// `None`: a tombstone.
     value: Option<Arc<RecordBatch>>,
-    older: ArcSwapOption<Version>,
+    older: AtomicShared<Version>,
 }
 
 impl Version {
@@ -104,68 +106,59 @@ impl Version {
     }
 }
 
-impl Drop for Version {
-    /// Frees an exclusively owned tail iteratively: a history of millions
-    /// of versions must not recurse millions of frames deep.
-    fn drop(&mut self) {
-        let mut next = self.older.swap(None);
-        while let Some(version) = next {
-            match Arc::into_inner(version) {
-                Some(owned) => next = owned.older.swap(None),
-                None => break, // someone else still holds the rest
-            }
-        }
-    }
+/// A key's entry: its state word and its newest version.
+#[derive(Default)]
+struct Head {
+    word: AtomicU64,
+    newest: AtomicShared<Version>,
 }
 
-impl fmt::Debug for Version {
+impl fmt::Debug for Head {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Version")
-            .field("ts", &self.ts)
-            .field("tombstone", &self.value.is_none())
+        f.debug_struct("Head")
+            .field("word", &self.word)
             .finish_non_exhaustive()
     }
 }
 
-/// A key's entry: its state word and its newest version.
-#[derive(Debug, Default)]
-struct Head {
-    word: AtomicU64,
-    newest: ArcSwapOption<Version>,
+/// Empties an `AtomicShared`, dropping (retiring) what it held.
+fn cut(link: &AtomicShared<Version>) {
+    drop(link.swap((None, Tag::None), Ordering::AcqRel));
 }
 
 impl Head {
     /// The first version in the chain committed at or before `ts`.
     #[inline]
     fn read_at(&self, ts: Timestamp) -> VersionedValue {
-        let mut current = self.newest.load();
-        loop {
-            let older = match current.as_ref() {
-                None => return VersionedValue::default(),
-                Some(version) if version.ts <= ts => return version.read(),
-                Some(version) => version.older.load(),
-            };
-            current = older;
+        let guard = Guard::new();
+        let mut current = self.newest.load(Ordering::Acquire, &guard).as_ref();
+        while let Some(version) = current {
+            if version.ts <= ts {
+                return version.read();
+            }
+            current = version.older.load(Ordering::Acquire, &guard).as_ref();
         }
+        VersionedValue::default()
     }
 
     /// The versions of the chain, newest first (owning references).
-    fn versions(&self) -> Vec<Arc<Version>> {
+    fn versions(&self, guard: &Guard) -> Vec<Shared<Version>> {
         let mut out = Vec::new();
-        let mut next = self.newest.load_full();
+        let mut next = self.newest.get_shared(Ordering::Acquire, guard);
         while let Some(version) = next {
-            next = version.older.load_full();
+            next = version.older.get_shared(Ordering::Acquire, guard);
             out.push(version);
         }
         out
     }
 
     fn version_count(&self) -> usize {
+        let guard = Guard::new();
         let mut count = 0;
-        let mut next = self.newest.load_full();
-        while let Some(version) = next {
+        let mut current = self.newest.load(Ordering::Acquire, &guard).as_ref();
+        while let Some(version) = current {
             count += 1;
-            next = version.older.load_full();
+            current = version.older.load(Ordering::Acquire, &guard).as_ref();
         }
         count
     }
@@ -177,7 +170,8 @@ impl Head {
     /// `walk_limit` newer versions to find the floor. The caller holds the
     /// key.
     fn prune_below(&self, watermark: Timestamp, walk_limit: u32) -> Pruned {
-        let Some(newest) = self.newest.load_full() else {
+        let guard = Guard::new();
+        let Some(newest) = self.newest.load(Ordering::Acquire, &guard).as_ref() else {
             return Pruned {
                 any_left: false,
                 revisit: false,
@@ -185,11 +179,11 @@ impl Head {
         };
         let tombstone_on_top = newest.value.is_none();
         // Walk to the floor, remembering the version just above it.
-        let mut above: Option<Arc<Version>> = None;
+        let mut above: Option<&Version> = None;
         let mut floor = newest;
         let mut steps = 0_u32;
         while floor.ts > watermark {
-            let Some(older) = floor.older.load_full() else {
+            let Some(older) = floor.older.load(Ordering::Acquire, &guard).as_ref() else {
                 // Every version is above the watermark: nothing to reclaim.
                 return Pruned {
                     any_left: true,
@@ -206,21 +200,17 @@ impl Head {
             above = Some(floor);
             floor = older;
         }
-        if floor.older.load().is_some() {
-            floor.older.store(None);
+        if !floor.older.is_null(Ordering::Relaxed) {
+            cut(&floor.older);
         }
         if floor.value.is_none() {
-            match &above {
-                Some(version) => version.older.store(None),
-                None => self.newest.store(None),
-            }
+            cut(above.map_or(&self.newest, |version| &version.older));
         }
-        // `above` is the newest only if exactly one version is above the
-        // watermark; more than one means an open snapshot pins history.
-        let pinned_history = steps > 1;
+        // More than one version above the watermark: an open snapshot pins
+        // history the next pass may be able to reclaim.
         Pruned {
-            any_left: self.newest.load().is_some(),
-            revisit: pinned_history || tombstone_on_top,
+            any_left: !self.newest.is_null(Ordering::Acquire),
+            revisit: steps > 1 || tombstone_on_top,
         }
     }
 
@@ -229,11 +219,12 @@ impl Head {
     /// newer than every pin), then drops trailing tombstones. Returns how
     /// many versions are left. The caller holds the key.
     fn prune_pinned(&self, pins: &Pins) -> usize {
-        let mut kept: Vec<Arc<Version>> = Vec::new();
+        let guard = Guard::new();
+        let mut kept: Vec<Shared<Version>> = Vec::new();
         let mut newer_ts = LATEST;
         let mut next_pin = pins.points.iter().copied().peekable();
         let mut dropped_any = false;
-        for version in self.versions() {
+        for version in self.versions(&guard) {
             let ts = version.ts;
             // Pins at or after `newer_ts` see a newer version, not this one.
             while next_pin.next_if(|p| *p >= newer_ts).is_some() {}
@@ -252,29 +243,29 @@ impl Head {
         }
         if dropped_any {
             // Relink oldest first, so a reader walking the chain meanwhile
-            // never steps from a kept version into a dropped one it needs.
-            let mut tail: Option<Arc<Version>> = None;
+            // only ever steps into versions that are still linked somewhere
+            // below; dropped ones keep their own links until freed.
+            let mut tail: Option<Shared<Version>> = None;
             for version in kept.iter().rev() {
-                let linked = version.older.load();
-                if !same_version(linked.as_ref(), tail.as_ref()) {
-                    version.older.store(tail.clone());
-                }
-                tail = Some(Arc::clone(version));
+                relink(&version.older, tail.clone(), &guard);
+                tail = Some(version.clone());
             }
-            let top = self.newest.load();
-            if !same_version(top.as_ref(), tail.as_ref()) {
-                self.newest.store(tail);
-            }
+            relink(&self.newest, tail, &guard);
         }
         kept.len()
     }
 }
 
-fn same_version(a: Option<&Arc<Version>>, b: Option<&Arc<Version>>) -> bool {
-    match (a, b) {
+/// Points `link` at `target` unless it already does.
+fn relink(link: &AtomicShared<Version>, target: Option<Shared<Version>>, guard: &Guard) {
+    let current = link.load(Ordering::Acquire, guard).as_ref();
+    let unchanged = match (current, target.as_deref()) {
         (None, None) => true,
-        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (Some(a), Some(b)) => std::ptr::eq(a, b),
         _ => false,
+    };
+    if !unchanged {
+        drop(link.swap((target, Tag::None), Ordering::AcqRel));
     }
 }
 
@@ -285,8 +276,8 @@ fn same_version(a: Option<&Arc<Version>>, b: Option<&Arc<Version>>) -> bool {
 /// * a state word: the key's *write intent* (the `LOCKED` bit),
 ///   housekeeping flags, and the newest commit timestamp, which is what
 ///   write-write checks and `Serializable` validation read;
-/// * the key's versions, newest first, as a chain of reference-counted
-///   nodes whose head is swapped atomically (`arc_swap`). A snapshot read is
+/// * the key's versions, newest first, as a chain of nodes reclaimed by
+///   epoch-based reclamation (`sdd`). A snapshot read is
 ///   one skiplist lookup and, usually, the first version of the chain.
 ///
 /// **What is atomic.** Each skiplist operation and each chain swap is
@@ -304,9 +295,9 @@ fn same_version(a: Option<&Arc<Version>>, b: Option<&Arc<Version>>) -> bool {
 /// cuts that key's chain right after installing; keys that still hold
 /// extra versions are queued (a `SegQueue`) and revisited by later commits,
 /// and [`collect_garbage`](Self::collect_garbage) sweeps everything,
-/// precisely. A cut-off version is freed when the last reader holding it
-/// lets go (reference counts); removed skiplist nodes are freed by
-/// `crossbeam-epoch`. Memory stays bounded under endless overwrites.
+/// precisely. A cut-off version is freed by `sdd`'s epoch-based collector
+/// once no reader's guard can still reach it; removed skiplist nodes are
+/// freed by `crossbeam-epoch`. Memory stays bounded under endless overwrites.
 ///
 /// ```
 /// use std::sync::Arc;
@@ -672,12 +663,21 @@ impl KeyIntent<'_> {
             }
         );
         let head = self.entry.value();
+        let guard = Guard::new();
         let version = Version {
             ts,
             value,
-            older: ArcSwapOption::new(head.newest.load_full()),
+            older: head
+                .newest
+                .get_shared(Ordering::Acquire, &guard)
+                .map_or_else(AtomicShared::null, AtomicShared::from),
         };
-        head.newest.store(Some(Arc::new(version)));
+        // Only the intent holder changes the head: a plain swap. The old
+        // newest stays referenced by the new version's `older`.
+        drop(
+            head.newest
+                .swap((Some(Shared::new(version)), Tag::None), Ordering::AcqRel),
+        );
         // From here on the key has a version: never treat it as an aborted
         // insert (even if something below unwinds).
         self.latest_ts = ts;
