@@ -121,9 +121,31 @@ impl fmt::Debug for Head {
     }
 }
 
-/// Empties an `AtomicShared`, dropping (retiring) what it held.
+/// Cuts the chain at `link` and unthreads the versions cut off, so the
+/// collector frees them all in the next epochs (a still-threaded tail
+/// would be freed one version per epoch, each release retiring the next).
+///
+/// Only for tails no reader can be walking: below a floor (a reader stops
+/// at the floor or above, see `Head::prune_below`), or a head nobody can
+/// reach any more.
 fn cut(link: &AtomicShared<Version>) {
-    drop(link.swap((None, Tag::None), Ordering::AcqRel));
+    let (mut tail, _) = link.swap((None, Tag::None), Ordering::AcqRel);
+    while let Some(version) = tail {
+        tail = if version.older.is_null(Ordering::Acquire) {
+            None
+        } else {
+            version.older.swap((None, Tag::None), Ordering::AcqRel).0
+        };
+        drop(version);
+    }
+}
+
+impl Drop for Head {
+    fn drop(&mut self) {
+        // The skiplist frees a head only when no entry (hence no reader)
+        // holds it any more.
+        cut(&self.newest);
+    }
 }
 
 impl Head {
@@ -221,9 +243,9 @@ impl Head {
     fn prune_pinned(&self, pins: &Pins) -> usize {
         let guard = Guard::new();
         let mut kept: Vec<Shared<Version>> = Vec::new();
+        let mut dropped: Vec<Shared<Version>> = Vec::new();
         let mut newer_ts = LATEST;
         let mut next_pin = pins.points.iter().copied().peekable();
-        let mut dropped_any = false;
         for version in self.versions(&guard) {
             let ts = version.ts;
             // Pins at or after `newer_ts` see a newer version, not this one.
@@ -232,15 +254,15 @@ impl Head {
             if ts > pins.visible || pinned || newer_ts > pins.from {
                 kept.push(version);
             } else {
-                dropped_any = true;
+                dropped.push(version);
             }
             newer_ts = ts;
         }
         // Oldest first: a tombstone with nothing older reads as no version.
         while kept.last().is_some_and(|v| v.value.is_none()) {
-            kept.pop();
-            dropped_any = true;
+            dropped.extend(kept.pop());
         }
+        let dropped_any = !dropped.is_empty();
         if dropped_any {
             // Relink oldest first, so a reader walking the chain meanwhile
             // only ever steps into versions that are still linked somewhere
@@ -251,6 +273,14 @@ impl Head {
                 tail = Some(version.clone());
             }
             relink(&self.newest, tail, &guard);
+            // A reader may be stepping through a dropped version to an
+            // older kept one: unthread the dropped ones only once every
+            // current guard is gone, then they are freed together.
+            guard.defer_execute(move || {
+                for version in &dropped {
+                    drop(version.older.swap((None, Tag::None), Ordering::AcqRel));
+                }
+            });
         }
         kept.len()
     }
@@ -1008,6 +1038,61 @@ mod tests {
         let (a, c) = (Key::from("a"), Key::from("c"));
         let bounded = buffer.scan_at(Bound::Excluded(&a), Bound::Excluded(&c), 4);
         assert_eq!(bounded.len(), 1);
+    }
+
+    #[test]
+    fn installs_must_move_forward_in_time() {
+        let buffer = TxnBuffer::new();
+        let key = Key::from("k");
+        write(&buffer, "k", 5, Some(5), 0);
+        for ts in [3, 5] {
+            let result = buffer.lock(&key, 0).unwrap().install(ts, Some(batch(1)), 0);
+            assert!(
+                matches!(result, Err(crate::Error::StaleInstall { latest: 5, .. })),
+                "{result:?}"
+            );
+        }
+        // Nothing was installed and the key still takes newer versions.
+        assert_eq!(buffer.stats().versions, 1);
+        write(&buffer, "k", 6, Some(6), 0);
+        assert_eq!(buffer.read_at(&key, 5).commit_ts, 5);
+        assert_eq!(buffer.read_at(&key, 6).commit_ts, 6);
+    }
+
+    #[test]
+    fn a_very_long_history_is_freed_without_recursion() {
+        // A snapshot pinned at 0 keeps every version; dropping the buffer
+        // (and collecting) must free a million-version chain without
+        // recursing once per version.
+        let buffer = TxnBuffer::new();
+        let key = Key::from("k");
+        let value = batch(7);
+        for ts in 1..=1_000_000 {
+            buffer
+                .lock(&key, 0)
+                .unwrap()
+                .install(ts, Some(Arc::clone(&value)), 0)
+                .unwrap();
+        }
+        assert_eq!(buffer.stats().versions, 1_000_000);
+        assert_eq!(buffer.read_at(&key, 1).commit_ts, 1);
+        buffer.collect_deferred(1_000_000, 4);
+        assert_eq!(buffer.stats().versions, 1);
+        for ts in 1_000_001..=1_500_000 {
+            buffer
+                .lock(&key, 0)
+                .unwrap()
+                .install(ts, Some(Arc::clone(&value)), 0)
+                .unwrap();
+        }
+        drop(buffer);
+        // Every version goes back once the epoch moves on: nothing leaks.
+        let mut rounds = 0;
+        while Arc::strong_count(&value) > 1 && rounds < 1_000 {
+            sdd::Guard::new().accelerate();
+            rounds += 1;
+        }
+        assert_eq!(Arc::strong_count(&value), 1, "after {rounds} epochs");
     }
 
     #[test]

@@ -9,10 +9,10 @@
 //!   order so snapshots see whole commits only.
 //! * [`SnapshotRegistry`] — the open snapshots, and from them the watermark
 //!   below which old versions are garbage.
-//! * [`TxnBuffer`] — every committed version in one
-//!   `crossbeam_skiplist::SkipMap`, per-key write intents, snapshot reads as
-//!   one seek, and reclamation of unreachable versions (unlinked by the
-//!   buffer, freed by `crossbeam-epoch`).
+//! * [`TxnBuffer`] — one `crossbeam_skiplist::SkipMap` of keys, each with
+//!   its write intent and a newest-first chain of committed versions;
+//!   snapshot reads as one lookup, and reclamation of unreachable versions
+//!   (cut by the buffer, freed by `sdd`'s epoch-based collector).
 //!
 //! ```
 //! use khonsu_core::{Key, SnapshotRegistry, TimestampOracle, TxnBuffer};
