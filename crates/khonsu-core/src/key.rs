@@ -46,7 +46,12 @@ impl Key {
     pub fn copy_from_slice(bytes: &[u8]) -> Self {
         if bytes.len() <= INLINE_KEY_LEN {
             let mut inline = [0_u8; INLINE_KEY_LEN];
-            if let Some(dst) = inline.get_mut(..bytes.len()) {
+            if let (Ok(word), Some(dst)) =
+                (<&[u8; 8]>::try_from(bytes), inline.first_chunk_mut::<8>())
+            {
+                // `u64` keys: a fixed-size copy, no `memcpy` call.
+                *dst = *word;
+            } else if let Some(dst) = inline.get_mut(..bytes.len()) {
                 dst.copy_from_slice(bytes);
             }
             #[expect(
