@@ -240,7 +240,7 @@ impl Head {
     /// time falls between its commit and the next newer version (or it is
     /// newer than every pin), then drops trailing tombstones. Returns how
     /// many versions are left. The caller holds the key.
-    fn prune_pinned(&self, pins: &Pins) -> usize {
+    fn prune_pinned(&self, pins: &Pins, unlinked: &Arc<SegQueue<Vec<Shared<Version>>>>) -> usize {
         let guard = Guard::new();
         let mut kept: Vec<Shared<Version>> = Vec::new();
         let mut dropped: Vec<Shared<Version>> = Vec::new();
@@ -274,13 +274,13 @@ impl Head {
             }
             relink(&self.newest, tail, &guard);
             // A reader may be stepping through a dropped version to an
-            // older kept one: unthread the dropped ones only once every
-            // current guard is gone, then they are freed together.
-            guard.defer_execute(move || {
-                for version in &dropped {
-                    drop(version.older.swap((None, Tag::None), Ordering::AcqRel));
-                }
-            });
+            // older kept one: hand the dropped ones over only once every
+            // current guard is gone. Releasing them inside the deferred
+            // closure would retire versions while `sdd` is freeing, which it
+            // does not scan again until the thread retires something else;
+            // the buffer unthreads and releases them in ordinary code.
+            let unlinked = Arc::clone(unlinked);
+            guard.defer_execute(move || unlinked.push(dropped));
         }
         kept.len()
     }
@@ -355,6 +355,10 @@ pub struct TxnBuffer {
     heads: SkipMap<Key, Head>,
     /// Keys to revisit, each with the watermark it was last pruned at.
     deferred: SegQueue<(Key, Timestamp)>,
+    /// Versions precise collection unlinked from the middle of a chain,
+    /// handed over once no reader can still be stepping through them; they
+    /// are unthreaded and released here, in ordinary code (see `unthread`).
+    unlinked: Arc<SegQueue<Vec<Shared<Version>>>>,
 }
 
 impl TxnBuffer {
@@ -516,6 +520,7 @@ impl TxnBuffer {
     /// reclaiming below `watermark`. Called by committers; cheap when the
     /// queue is empty.
     pub fn collect_deferred(&self, watermark: Timestamp, budget: usize) {
+        self.release_unlinked(budget);
         for _ in 0..budget {
             let Some((key, pruned_at)) = self.deferred.pop() else {
                 return;
@@ -547,11 +552,26 @@ impl TxnBuffer {
         }
     }
 
+    /// Unthreads and releases up to `budget` batches of versions that
+    /// precise collection unlinked (each batch is then freed together).
+    fn release_unlinked(&self, budget: usize) {
+        for _ in 0..budget {
+            let Some(batch) = self.unlinked.pop() else {
+                return;
+            };
+            for version in &batch {
+                drop(version.older.swap((None, Tag::None), Ordering::AcqRel));
+            }
+        }
+    }
+
     /// Reclaims every version that no open snapshot can see, across all
     /// keys — including versions between two open snapshots — and drops keys
     /// whose last version is a reclaimed tombstone. Keys whose intent is held
     /// right now are skipped (their committer reclaims them).
     pub fn collect_garbage(&self, pins: &Pins) {
+        // What an earlier pass unlinked (its readers are long gone).
+        self.release_unlinked(usize::MAX);
         let keys: Vec<Key> = self.heads.iter().map(|e| e.key().clone()).collect();
         for key in &keys {
             let Some(intent) = self.try_prune_lock(key) else {
@@ -560,7 +580,7 @@ impl TxnBuffer {
             // The head also carries the key's newest commit timestamp, which
             // write-write checks of open transactions compare with their
             // snapshots: drop it only when no open snapshot predates it.
-            let left = intent.entry.value().prune_pinned(pins);
+            let left = intent.entry.value().prune_pinned(pins, &self.unlinked);
             if left == 0 && intent.latest_ts() <= pins.oldest() {
                 intent.unlink_head();
             } else {
@@ -572,8 +592,10 @@ impl TxnBuffer {
                 intent.release();
             }
         }
-        // Hand this thread's deferred frees to the global epoch collector.
+        // Hand this thread's deferred frees to the epoch collectors: the
+        // skiplist's (crossbeam-epoch) and the versions' (sdd).
         crossbeam_epoch::pin().flush();
+        sdd::Guard::new().accelerate();
     }
 
     /// Queues `key` for deferred reclamation (once: the `QUEUED` flag),
@@ -667,6 +689,28 @@ impl KeyIntent<'_> {
         Ok(())
     }
 
+    /// Whether [`insert_version`](Self::insert_version) at `ts` would be
+    /// accepted. A committer installing several keys checks them all first,
+    /// so an error cannot leave part of a commit installed.
+    ///
+    /// # Errors
+    /// As [`insert_version`](Self::insert_version).
+    pub fn check_install(&self, ts: Timestamp) -> Result<()> {
+        snafu::ensure!(
+            (1..=crate::MAX_TIMESTAMP).contains(&ts),
+            TimestampOutOfRangeSnafu { ts }
+        );
+        snafu::ensure!(
+            ts > self.latest_ts,
+            StaleInstallSnafu {
+                key: self.key().clone(),
+                ts,
+                latest: self.latest_ts,
+            }
+        );
+        Ok(())
+    }
+
     /// Pushes a version committed at `ts` (`None`: a tombstone) on the
     /// key's chain and keeps the intent, so a committer can publish its
     /// timestamp first and reclaim afterwards (shortening the window later
@@ -680,18 +724,7 @@ impl KeyIntent<'_> {
     ///
     /// Nothing is inserted on error.
     pub fn insert_version(&mut self, ts: Timestamp, value: Option<Arc<RecordBatch>>) -> Result<()> {
-        snafu::ensure!(
-            (1..=crate::MAX_TIMESTAMP).contains(&ts),
-            TimestampOutOfRangeSnafu { ts }
-        );
-        snafu::ensure!(
-            ts > self.latest_ts,
-            StaleInstallSnafu {
-                key: self.key().clone(),
-                ts,
-                latest: self.latest_ts,
-            }
-        );
+        self.check_install(ts)?;
         let head = self.entry.value();
         let guard = Guard::new();
         let version = Version {
@@ -1093,6 +1126,44 @@ mod tests {
             rounds += 1;
         }
         assert_eq!(Arc::strong_count(&value), 1, "after {rounds} epochs");
+    }
+
+    #[test]
+    fn versions_dropped_between_snapshots_are_freed() {
+        let buffer = TxnBuffer::new();
+        let key = Key::from("k");
+        let kept = batch(1);
+        let dropped = batch(2);
+        for ts in 1..=10 {
+            let value = if [3, 7, 10].contains(&ts) {
+                &kept
+            } else {
+                &dropped
+            };
+            buffer
+                .lock(&key, 0)
+                .unwrap()
+                .install(ts, Some(Arc::clone(value)), 0)
+                .unwrap();
+        }
+        buffer.collect_garbage(&Pins {
+            visible: 10,
+            points: vec![10, 7, 3],
+            from: Timestamp::MAX,
+        });
+        assert_eq!(buffer.stats().versions, 3);
+        // The unlinked versions are handed back once no reader can be on
+        // them, then released by later commits (or the next collection).
+        let mut rounds = 0;
+        while Arc::strong_count(&dropped) > 1 && rounds < 10_000 {
+            sdd::Guard::new().accelerate();
+            buffer.collect_deferred(0, 1);
+            rounds += 1;
+        }
+        assert_eq!(Arc::strong_count(&dropped), 1, "after {rounds} rounds");
+        for (at, seen) in [(3, 3), (6, 3), (7, 7), (10, 10)] {
+            assert_eq!(buffer.read_at(&key, at).commit_ts, seen, "read at {at}");
+        }
     }
 
     #[test]

@@ -117,10 +117,20 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     };
 
     // 7. Install. Versions stamped `commit_ts` are invisible until step 8.
+    //    Every key is checked before any version is pushed, so a refused
+    //    install cannot leave part of the commit in place (it cannot happen
+    //    in practice: the timestamp was allocated after the intents).
+    if let Some(err) = intents
+        .iter()
+        .filter(|(_, decision)| decision.is_some())
+        .find_map(|(intent, _)| intent.check_install(commit_ts).err())
+    {
+        drop(intents);
+        drop(ticket);
+        return Err(ClockSnafu { txn_id }.into_error(err));
+    }
     for (intent, decision) in &mut intents {
         if let Some(value) = decision.take()
-            // Every version gets the same oracle-issued timestamp, which is in
-            // range, so this cannot fail part-way (a bad one fails first).
             && let Err(err) = intent.insert_version(commit_ts, value)
         {
             drop(intents);
