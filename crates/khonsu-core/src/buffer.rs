@@ -153,14 +153,19 @@ impl Head {
     #[inline]
     fn read_at(&self, ts: Timestamp) -> VersionedValue {
         let guard = Guard::new();
-        let mut current = self.newest.load(Ordering::Acquire, &guard).as_ref();
-        while let Some(version) = current {
-            if version.ts <= ts {
-                return version.read();
-            }
-            current = version.older.load(Ordering::Acquire, &guard).as_ref();
-        }
-        VersionedValue::default()
+        self.chain(&guard)
+            .find(|version| version.ts <= ts)
+            .map_or_else(VersionedValue::default, Version::read)
+    }
+
+    /// The versions linked from this head, newest first, valid while
+    /// `guard` lives.
+    #[inline]
+    fn chain<'g>(&self, guard: &'g Guard) -> impl Iterator<Item = &'g Version> + use<'g> {
+        std::iter::successors(
+            self.newest.load(Ordering::Acquire, guard).as_ref(),
+            move |version| version.older.load(Ordering::Acquire, guard).as_ref(),
+        )
     }
 
     /// The versions of the chain, newest first (owning references).
@@ -175,14 +180,7 @@ impl Head {
     }
 
     fn version_count(&self) -> usize {
-        let guard = Guard::new();
-        let mut count = 0;
-        let mut current = self.newest.load(Ordering::Acquire, &guard).as_ref();
-        while let Some(version) = current {
-            count += 1;
-            current = version.older.load(Ordering::Acquire, &guard).as_ref();
-        }
-        count
+        self.chain(&Guard::new()).count()
     }
 
     /// Unlinks the versions no snapshot at or after `watermark` can see:
