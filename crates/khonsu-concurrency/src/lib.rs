@@ -17,6 +17,7 @@ mod options;
 mod resolve;
 mod tracker;
 mod validate;
+mod write_set;
 
 pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result};
 pub use options::{ConflictResolution, ParseOptionError, TransactionIsolation};

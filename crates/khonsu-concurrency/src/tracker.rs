@@ -1,11 +1,12 @@
 //! [`DependencyTracker`]: what a transaction read and wrote.
 
-use std::collections::BTreeMap;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use khonsu_core::{Key, Timestamp};
+
+use crate::write_set::WriteSet;
 
 /// A write staged by a transaction, not yet committed.
 #[derive(Clone, Debug, PartialEq)]
@@ -124,7 +125,7 @@ pub struct DependencyTracker {
     first_read: Option<(Key, Timestamp)>,
     point_reads: Vec<(Key, Timestamp)>,
     range_reads: Vec<RangeRead>,
-    writes: BTreeMap<Key, Staged>,
+    writes: WriteSet<Staged>,
     next_seq: u64,
     sealed: bool,
 }
@@ -168,14 +169,17 @@ impl DependencyTracker {
     /// Stages a write (replacing an earlier staged write of the same key).
     pub fn record_write(&mut self, key: Key, write: StagedWrite) {
         let seq = self.seq();
-        self.writes
-            .entry(key)
-            .and_modify(|staged| staged.write = write.clone())
-            .or_insert(Staged {
-                write,
-                first_seq: seq,
-                base: None,
-            });
+        match self.writes.get_mut(&key) {
+            Some(staged) => staged.write = write,
+            None => self.writes.insert_new(
+                key,
+                Staged {
+                    write,
+                    first_seq: seq,
+                    base: None,
+                },
+            ),
+        }
     }
 
     /// The staged write of `key`, if any (read-your-own-writes).
@@ -191,7 +195,7 @@ impl DependencyTracker {
     /// Whether `key` has a staged write.
     #[must_use]
     pub fn writes_key(&self, key: &Key) -> bool {
-        self.writes.contains_key(key)
+        self.writes.get(key.as_bytes()).is_some()
     }
 
     /// Staged writes in key order (the order commit takes write intents in).
@@ -206,8 +210,7 @@ impl DependencyTracker {
         start: Bound<&Key>,
         end: Bound<&Key>,
     ) -> impl Iterator<Item = (&Key, &StagedWrite)> {
-        let range =
-            (!range_is_empty(start, end)).then(|| self.writes.range::<Key, _>((start, end)));
+        let range = (!range_is_empty(start, end)).then(|| self.writes.range(start, end));
         range.into_iter().flatten().map(|(k, s)| (k, &s.write))
     }
 
@@ -250,7 +253,7 @@ impl DependencyTracker {
         self.point_reads
             .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         self.point_reads.dedup_by(|later, first| later.0 == first.0);
-        for (key, staged) in &mut self.writes {
+        for (key, staged) in self.writes.iter_mut() {
             // Point reads of a key are only recorded before its first write
             // (afterwards `read` returns the staged value).
             staged.base = self
@@ -265,7 +268,7 @@ impl DependencyTracker {
             if range_is_empty(start, end) {
                 continue;
             }
-            for (_, staged) in self.writes.range_mut::<Key, _>((start, end)) {
+            for (_, staged) in self.writes.range_mut(start, end) {
                 if range.seq < staged.first_seq {
                     staged.base = staged.base.max(Some(range.read_ts));
                 }
@@ -289,7 +292,7 @@ impl DependencyTracker {
     #[must_use]
     pub fn read_base(&self, key: &Key) -> Option<Timestamp> {
         debug_assert!(self.sealed, "seal() before read_base()");
-        self.writes.get(key).and_then(|s| s.base)
+        self.writes.get(key.as_bytes()).and_then(|s| s.base)
     }
 }
 
