@@ -1,4 +1,4 @@
-//! The Transaction Buffer: one lock-free `crossbeam_skiplist::SkipMap` of
+//! The Transaction Buffer: one lock-free `crossbeam_skiplist` skiplist of
 //! keys, each with its write intent and its chain of committed versions.
 
 use std::fmt;
@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
+use crossbeam_epoch as epoch;
 use crossbeam_queue::SegQueue;
-use crossbeam_skiplist::SkipMap;
-use crossbeam_skiplist::map::Entry;
+use crossbeam_skiplist::SkipList;
+use crossbeam_skiplist::base::RefEntry;
 use crossbeam_utils::Backoff;
 use sdd::{AtomicShared, Guard, Shared, Tag};
 
@@ -299,7 +300,8 @@ fn relink(link: &AtomicShared<Version>, target: Option<Shared<Version>>, guard: 
 
 /// The shared multi-version store of committed data.
 ///
-/// One lock-free `crossbeam_skiplist::SkipMap` from each key to its *head*:
+/// One lock-free skiplist (`crossbeam_skiplist::SkipList`, the lock-free
+/// structure under `SkipMap`) from each key to its *head*:
 ///
 /// * a state word: the key's *write intent* (the `LOCKED` bit),
 ///   housekeeping flags, and the newest commit timestamp, which is what
@@ -347,16 +349,30 @@ fn relink(link: &AtomicShared<Version>, target: Option<Shared<Version>>, guard: 
 /// assert_eq!(buffer.read_at(&key, 7).commit_ts, 5);       // sees the first version
 /// assert_eq!(buffer.read_at(&key, 100).commit_ts, 9);     // sees the newest
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct TxnBuffer {
-    /// One head per key: intent word and version chain.
-    heads: SkipMap<Key, Head>,
+    /// One head per key: intent word and version chain. Lookups run under
+    /// an epoch guard and touch no reference count (a `SkipMap` lookup
+    /// pins twice and increments and decrements the node's count); only a
+    /// held intent counts a reference, since it outlives any one guard.
+    heads: SkipList<Key, Head>,
     /// Keys to revisit, each with the watermark it was last pruned at.
     deferred: SegQueue<(Key, Timestamp)>,
     /// Versions precise collection unlinked from the middle of a chain,
     /// handed over once no reader can still be stepping through them; they
     /// are unthreaded and released here, in ordinary code (see `unthread`).
     unlinked: Arc<SegQueue<Vec<Shared<Version>>>>,
+}
+
+impl Default for TxnBuffer {
+    fn default() -> Self {
+        Self {
+            // The default collector: the one `epoch::pin()` guards belong to.
+            heads: SkipList::new(epoch::default_collector().clone()),
+            deferred: SegQueue::new(),
+            unlinked: Arc::default(),
+        }
+    }
 }
 
 impl TxnBuffer {
@@ -372,7 +388,8 @@ impl TxnBuffer {
     #[must_use]
     #[inline]
     pub fn read_at(&self, key: &Key, ts: Timestamp) -> VersionedValue {
-        match self.heads.get(key) {
+        let guard = &epoch::pin();
+        match self.heads.get(key, guard) {
             Some(entry) => entry.value().read_at(ts),
             None => VersionedValue::default(),
         }
@@ -397,7 +414,8 @@ impl TxnBuffer {
         ts: Timestamp,
     ) -> Vec<(Key, Arc<RecordBatch>)> {
         let mut out = Vec::new();
-        for entry in self.heads.range::<Key, _>((start, end)) {
+        let guard = &epoch::pin();
+        for entry in self.heads.range::<Key, _>((start, end), guard) {
             if let Some(batch) = entry.value().read_at(ts).value {
                 out.push((entry.key().clone(), batch));
             }
@@ -409,8 +427,9 @@ impl TxnBuffer {
     /// (or has fully reclaimed it).
     #[must_use]
     pub fn intent_state(&self, key: &Key) -> Option<IntentState> {
+        let guard = &epoch::pin();
         self.heads
-            .get(key)
+            .get(key, guard)
             .map(|e| IntentState::from_word(e.value().word.load(Ordering::SeqCst)))
     }
 
@@ -422,7 +441,8 @@ impl TxnBuffer {
         end: Bound<&Key>,
         mut visit: impl FnMut(&Key, IntentState) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
-        for entry in self.heads.range::<Key, _>((start, end)) {
+        let guard = &epoch::pin();
+        for entry in self.heads.range::<Key, _>((start, end), guard) {
             visit(
                 entry.key(),
                 IntentState::from_word(entry.value().word.load(Ordering::SeqCst)),
@@ -444,10 +464,7 @@ impl TxnBuffer {
         let mut waits = 0_u32;
         let backoff = Backoff::new();
         loop {
-            let entry = match self.heads.get(key) {
-                Some(entry) => entry,
-                None => self.heads.get_or_insert(key.clone(), Head::default()),
-            };
+            let entry = self.counted_head(key);
             let state = &entry.value().word;
             loop {
                 let word = state.load(Ordering::SeqCst);
@@ -494,7 +511,10 @@ impl TxnBuffer {
     /// Takes the key for reclamation (the `PRUNING` bit) if neither a
     /// committer nor another reclaimer holds it right now.
     fn try_prune_lock(&self, key: &Key) -> Option<KeyIntent<'_>> {
-        let entry = self.heads.get(key)?;
+        let entry = {
+            let guard = &epoch::pin();
+            CountedHead(Some(self.heads.get(key, guard)?.pin()?))
+        };
         let word = entry.value().word.load(Ordering::SeqCst);
         if word & (LOCKED | DEAD | PRUNING) != 0 {
             return None;
@@ -529,7 +549,7 @@ impl TxnBuffer {
                 self.deferred.push((key, pruned_at));
                 return;
             }
-            if let Some(entry) = self.heads.get(&key) {
+            if let Some(entry) = self.heads.get(&key, &epoch::pin()) {
                 entry.value().word.fetch_and(!QUEUED, Ordering::SeqCst);
             }
             let Some(intent) = self.try_prune_lock(&key) else {
@@ -538,7 +558,7 @@ impl TxnBuffer {
                 self.enqueue(&key, pruned_at);
                 continue;
             };
-            let pruned = intent.entry.value().prune_below(watermark, u32::MAX);
+            let pruned = intent.head().prune_below(watermark, u32::MAX);
             if !pruned.any_left && intent.latest_ts() <= watermark {
                 intent.unlink_head();
                 continue;
@@ -570,7 +590,11 @@ impl TxnBuffer {
     pub fn collect_garbage(&self, pins: &Pins) {
         // What an earlier pass unlinked (its readers are long gone).
         self.release_unlinked(usize::MAX);
-        let keys: Vec<Key> = self.heads.iter().map(|e| e.key().clone()).collect();
+        let keys: Vec<Key> = self
+            .heads
+            .iter(&epoch::pin())
+            .map(|e| e.key().clone())
+            .collect();
         for key in &keys {
             let Some(intent) = self.try_prune_lock(key) else {
                 continue;
@@ -578,7 +602,7 @@ impl TxnBuffer {
             // The head also carries the key's newest commit timestamp, which
             // write-write checks of open transactions compare with their
             // snapshots: drop it only when no open snapshot predates it.
-            let left = intent.entry.value().prune_pinned(pins, &self.unlinked);
+            let left = intent.head().prune_pinned(pins, &self.unlinked);
             if left == 0 && intent.latest_ts() <= pins.oldest() {
                 intent.unlink_head();
             } else {
@@ -599,16 +623,29 @@ impl TxnBuffer {
     /// Queues `key` for deferred reclamation (once: the `QUEUED` flag),
     /// noting the watermark its versions were last pruned at.
     fn enqueue(&self, key: &Key, pruned_at: Timestamp) {
-        if let Some(entry) = self.heads.get(key) {
-            self.enqueue_head(&entry, pruned_at);
+        if let Some(entry) = self.heads.get(key, &epoch::pin()) {
+            self.enqueue_head(entry.key(), entry.value(), pruned_at);
         }
     }
 
-    fn enqueue_head(&self, head: &Entry<'_, Key, Head>, pruned_at: Timestamp) {
-        let before = head.value().word.fetch_or(QUEUED, Ordering::SeqCst);
+    fn enqueue_head(&self, key: &Key, head: &Head, pruned_at: Timestamp) {
+        let before = head.word.fetch_or(QUEUED, Ordering::SeqCst);
         if before & (QUEUED | DEAD) == 0 {
-            self.deferred.push((head.key().clone(), pruned_at));
+            self.deferred.push((key.clone(), pruned_at));
         }
+    }
+
+    /// The head of `key` with its reference count taken (created if the
+    /// key has none), so it stays valid without an epoch guard.
+    fn counted_head(&self, key: &Key) -> CountedHead<'_> {
+        let guard = &epoch::pin();
+        let entry = match self.heads.get(key, guard).and_then(|entry| entry.pin()) {
+            Some(entry) => entry,
+            None => self
+                .heads
+                .get_or_insert(key.clone(), Head::default(), guard),
+        };
+        CountedHead(Some(entry))
     }
 
     /// How many keys and versions the buffer holds (approximate while
@@ -617,7 +654,7 @@ impl TxnBuffer {
     #[must_use]
     pub fn stats(&self) -> BufferStats {
         let mut stats = BufferStats::default();
-        for entry in &self.heads {
+        for entry in self.heads.iter(&epoch::pin()) {
             stats.keys += 1;
             stats.versions += entry.value().version_count();
         }
@@ -640,7 +677,7 @@ impl TxnBuffer {
 #[must_use = "an intent blocks other writers of the key until released"]
 pub struct KeyIntent<'a> {
     buffer: &'a TxnBuffer,
-    entry: Entry<'a, Key, Head>,
+    entry: CountedHead<'a>,
     latest_ts: Timestamp,
     /// `LOCKED` for a committer's intent, `PRUNING` for reclamation.
     bit: u64,
@@ -666,7 +703,11 @@ impl KeyIntent<'_> {
     /// The key's newest committed version.
     #[must_use]
     pub fn latest(&self) -> VersionedValue {
-        self.entry.value().read_at(LATEST)
+        self.head().read_at(LATEST)
+    }
+
+    fn head(&self) -> &Head {
+        self.entry.value()
     }
 
     /// Installs a version committed at `ts` (`None`: a tombstone), reclaims
@@ -723,7 +764,7 @@ impl KeyIntent<'_> {
     /// Nothing is inserted on error.
     pub fn insert_version(&mut self, ts: Timestamp, value: Option<Arc<RecordBatch>>) -> Result<()> {
         self.check_install(ts)?;
-        let head = self.entry.value();
+        let head = self.head();
         let guard = Guard::new();
         let version = Version {
             ts,
@@ -751,11 +792,12 @@ impl KeyIntent<'_> {
     /// intent.
     pub fn finish(mut self, watermark: Timestamp) {
         if self.installed {
-            let pruned = self.entry.value().prune_below(watermark, PRUNE_WALK_LIMIT);
+            let pruned = self.head().prune_below(watermark, PRUNE_WALK_LIMIT);
             if pruned.revisit {
                 // An open snapshot pins older versions, or the key is deleted
                 // and its head can go once the tombstone is old: look again later.
-                self.buffer.enqueue_head(&self.entry, watermark);
+                self.buffer
+                    .enqueue_head(self.entry.key(), self.head(), watermark);
             }
         }
         self.finish_without_install();
@@ -783,8 +825,7 @@ impl KeyIntent<'_> {
         // Keep the QUEUED flag, which other threads may set while we hold the
         // intent; clear our bit and store the newest commit timestamp.
         let _ = self
-            .entry
-            .value()
+            .head()
             .word
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |word| {
                 Some((word & QUEUED) | (word & (LOCKED | PRUNING) & !bit) | latest)
@@ -800,7 +841,7 @@ impl KeyIntent<'_> {
     fn unlink_head_inner(&self) {
         // DEAD is set while we hold the key, so no committer can be between
         // taking it and installing; lockers that meet DEAD look the key up again.
-        self.entry.value().word.fetch_or(DEAD, Ordering::SeqCst);
+        self.head().word.fetch_or(DEAD, Ordering::SeqCst);
         self.entry.remove();
     }
 }
@@ -809,6 +850,53 @@ impl Drop for KeyIntent<'_> {
     fn drop(&mut self) {
         if !self.finished {
             self.finish_without_install();
+        }
+        // Then `entry` drops its reference to the head.
+    }
+}
+
+/// A key's head whose skiplist node is kept alive by a reference count
+/// rather than an epoch guard, for holders (write intents) that live
+/// across storage writes and waits. The count is released on drop.
+struct CountedHead<'a>(Option<RefEntry<'a, Key, Head>>);
+
+impl CountedHead<'_> {
+    fn entry(&self) -> &RefEntry<'_, Key, Head> {
+        match &self.0 {
+            Some(entry) => entry,
+            // Only `drop` empties it.
+            None => unreachable!("a counted head is used after its release"),
+        }
+    }
+
+    fn key(&self) -> &Key {
+        self.entry().key()
+    }
+
+    fn value(&self) -> &Head {
+        self.entry().value()
+    }
+
+    /// Unlinks the head from the skiplist (it stays valid while counted).
+    fn remove(&self) {
+        self.entry().remove(&epoch::pin());
+    }
+}
+
+impl Drop for CountedHead<'_> {
+    fn drop(&mut self) {
+        if let Some(entry) = self.0.take() {
+            // Pins only if this was the last reference (the node is freed).
+            entry.release_with_pin(epoch::pin);
+        }
+    }
+}
+
+impl fmt::Debug for CountedHead<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Some(entry) => f.debug_tuple("CountedHead").field(entry.key()).finish(),
+            None => f.write_str("CountedHead(released)"),
         }
     }
 }
