@@ -104,7 +104,7 @@ impl Fixture {
         for chunk in keys.chunks(1_000) {
             let mut t = db.start_transaction();
             for &k in chunk {
-                t.write(k, (*value).clone()).expect("preload write");
+                t.write(k, Arc::clone(&value)).expect("preload write");
                 skipmap.insert(k, Arc::clone(&value));
                 btree.insert(k, Arc::clone(&value));
             }
@@ -112,7 +112,7 @@ impl Fixture {
         }
         let base = Arc::new(batch(&schema, 0, APPEND_BASE_ROWS));
         let mut t = db.start_transaction();
-        t.write(APPEND_BASE_KEY, (*base).clone())
+        t.write(APPEND_BASE_KEY, Arc::clone(&base))
             .expect("preload base");
         t.commit().expect("preload base commit");
         skipmap.insert(APPEND_BASE_KEY, Arc::clone(&base));
@@ -212,7 +212,7 @@ fn blind_write(g: &mut BenchmarkGroup<'_, WallTime>, fx: &Fixture) {
         let mut keys = Keys::new();
         b.iter(|| {
             let mut t = fx.db.start_transaction();
-            t.write(keys.hit(), (*fx.value).clone()).expect("write");
+            t.write(keys.hit(), Arc::clone(&fx.value)).expect("write");
             t.commit().expect("commit")
         });
     });
@@ -240,7 +240,7 @@ fn read_modify_write(g: &mut BenchmarkGroup<'_, WallTime>, fx: &Fixture) {
             let k = keys.hit();
             let mut t = fx.db.start_transaction();
             let v = t.read(k.to_be_bytes()).expect("read").expect("present");
-            t.write(k, (*v).clone()).expect("write");
+            t.write(k, v).expect("write");
             t.commit().expect("commit")
         });
     });

@@ -123,8 +123,9 @@ pub enum Error {
     /// The transaction lost a race; retrying it may succeed.
     #[snafu(display("transaction conflict: {conflict}"))]
     Conflict {
-        /// What the conflict is.
-        conflict: Conflict,
+        /// What the conflict is (boxed: it names keys or a range, and
+        /// `Result`s on the commit path stay small).
+        conflict: Box<Conflict>,
         /// Where the error was raised.
         #[snafu(implicit)]
         location: Location,
@@ -156,7 +157,7 @@ impl Error {
     #[must_use]
     pub fn conflict(&self) -> Option<&Conflict> {
         match self {
-            Self::Conflict { conflict, .. } => Some(conflict),
+            Self::Conflict { conflict, .. } => Some(conflict.as_ref()),
             Self::Append { .. } => None,
         }
     }
@@ -165,7 +166,10 @@ impl Error {
 impl From<Conflict> for Error {
     #[track_caller]
     fn from(conflict: Conflict) -> Self {
-        ConflictSnafu { conflict }.build()
+        ConflictSnafu {
+            conflict: Box::new(conflict),
+        }
+        .build()
     }
 }
 

@@ -135,9 +135,30 @@ impl Transaction {
 
     /// Stages `batch` as the new value of `key`.
     ///
+    /// `batch` is a `RecordBatch` or an `Arc<RecordBatch>`: passing an
+    /// `Arc` stores that very allocation (no copy, no new `Arc`), so a batch
+    /// shared by many keys or transactions is held once.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::Khonsu;
+    ///
+    /// let db = Khonsu::builder().build()?;
+    /// let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![7])) as _)]).unwrap();
+    /// let shared = Arc::new(batch.clone());
+    /// let mut t = db.start_transaction();
+    /// t.write("by-value", batch)?;
+    /// t.write("shared", Arc::clone(&shared))?;
+    /// t.commit()?;
+    /// let stored = db.start_transaction().read("shared")?.unwrap();
+    /// assert!(Arc::ptr_eq(&stored, &shared));
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::ReadOnly`](crate::Error::ReadOnly) in a read-only transaction.
-    pub fn write(&mut self, key: impl Into<Key>, batch: RecordBatch) -> Result<()> {
+    pub fn write(&mut self, key: impl Into<Key>, batch: impl Into<Arc<RecordBatch>>) -> Result<()> {
         ensure!(
             !self.read_only,
             ReadOnlySnafu {
@@ -146,7 +167,7 @@ impl Transaction {
             }
         );
         self.tracker
-            .record_write(key.into(), StagedWrite::Put(Arc::new(batch)));
+            .record_write(key.into(), StagedWrite::Put(batch.into()));
         Ok(())
     }
 
