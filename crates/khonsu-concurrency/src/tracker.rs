@@ -192,10 +192,21 @@ impl DependencyTracker {
         self.writes.get(key).map(|s| &s.write)
     }
 
+    /// The staged write of `key`, if any, compared as a [`Key`] (cheaper
+    /// than [`staged`](Self::staged) when the caller has built one).
+    #[must_use]
+    #[inline]
+    pub fn staged_key(&self, key: &Key) -> Option<&StagedWrite> {
+        if self.writes.is_empty() {
+            return None;
+        }
+        self.writes.get_key(key).map(|s| &s.write)
+    }
+
     /// Whether `key` has a staged write.
     #[must_use]
     pub fn writes_key(&self, key: &Key) -> bool {
-        self.writes.get(key.as_bytes()).is_some()
+        self.writes.get_key(key).is_some()
     }
 
     /// Staged writes in key order (the order commit takes write intents in).
@@ -292,7 +303,7 @@ impl DependencyTracker {
     #[must_use]
     pub fn read_base(&self, key: &Key) -> Option<Timestamp> {
         debug_assert!(self.sealed, "seal() before read_base()");
-        self.writes.get(key.as_bytes()).and_then(|s| s.base)
+        self.writes.get_key(key).and_then(|s| s.base)
     }
 }
 

@@ -5,31 +5,35 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use khonsu_core::Key;
+use smallvec::SmallVec;
 
 /// Writes kept in a sorted `Vec` up to this many keys; beyond it, in a
 /// `BTreeMap` (sorted insertion into a `Vec` moves `O(n)` entries).
 const SMALL_WRITES: usize = 32;
 
-/// Capacity of the `Vec` allocated by the first write (one allocation for
-/// the typical transaction of a few writes).
+/// Capacity allocated when a second key is written (one allocation for the
+/// typical transaction of a few writes; a single write allocates nothing).
 const FIRST_CAPACITY: usize = 8;
+
+/// The small representation: one write inline, then a sorted heap array.
+type Small<V> = SmallVec<[(Key, V); 1]>;
 
 /// Key-ordered map of a transaction's writes.
 ///
-/// Small sets are one sorted `Vec` (binary search; one allocation for up to
-/// [`FIRST_CAPACITY`] keys, nothing at all when the transaction writes
-/// nothing, which also makes dropping it free); larger ones move to a
+/// Small sets are one sorted array (binary search): the first write is
+/// stored inline, up to [`FIRST_CAPACITY`] keys take one allocation, and
+/// an empty set costs nothing to build or drop. Larger sets move to a
 /// `BTreeMap` once, so a transaction staging a million keys in random order
 /// stays `O(n log n)`.
 #[derive(Debug)]
 pub(crate) enum WriteSet<V> {
-    Small(Vec<(Key, V)>),
+    Small(Small<V>),
     Large(BTreeMap<Key, V>),
 }
 
 impl<V> Default for WriteSet<V> {
     fn default() -> Self {
-        Self::Small(Vec::new())
+        Self::Small(SmallVec::new())
     }
 }
 
@@ -73,6 +77,18 @@ impl<V> WriteSet<V> {
         }
     }
 
+    /// The value staged for `key`.
+    pub(crate) fn get_key(&self, key: &Key) -> Option<&V> {
+        match self {
+            Self::Small(entries) => entries
+                .binary_search_by(|(k, _)| k.cmp(key))
+                .ok()
+                .and_then(|i| entries.get(i))
+                .map(|(_, v)| v),
+            Self::Large(map) => map.get(key),
+        }
+    }
+
     /// The value staged for `key`, mutably.
     pub(crate) fn get_mut(&mut self, key: &Key) -> Option<&mut V> {
         match self {
@@ -91,8 +107,8 @@ impl<V> WriteSet<V> {
             Self::Small(entries) => {
                 let at = entries.partition_point(|(k, _)| *k < key);
                 if entries.len() < SMALL_WRITES {
-                    if entries.capacity() == 0 {
-                        entries.reserve_exact(FIRST_CAPACITY);
+                    if !entries.spilled() && entries.len() == entries.capacity() {
+                        entries.reserve_exact(FIRST_CAPACITY - entries.len());
                     }
                     entries.insert(at, (key, value));
                 } else {
@@ -199,6 +215,7 @@ mod tests {
         );
         for probe in 0..120 {
             assert_eq!(set.get(key(probe).as_bytes()), model.get(&key(probe)));
+            assert_eq!(set.get_key(&key(probe)), model.get(&key(probe)));
         }
         let bounds = [
             Bound::Unbounded,

@@ -196,6 +196,7 @@ impl Ord for Key {
 
 impl Key {
     /// Compares two keys whose heads are equal.
+    #[inline]
     fn cmp_after_head(&self, other: &Self) -> Ordering {
         match (&self.repr, &other.repr) {
             // Zero padding sorts first and, on equal padded bytes, the

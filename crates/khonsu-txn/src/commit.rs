@@ -26,6 +26,7 @@ use khonsu_concurrency::{
 };
 use khonsu_core::{Key, KeyIntent, Timestamp};
 use khonsu_storage::StorageMutation;
+use smallvec::SmallVec;
 use snafu::{IntoError, ResultExt};
 
 use crate::Transaction;
@@ -34,6 +35,9 @@ use crate::error::{AbortedSnafu, ClockSnafu, Result, StorageSnafu};
 /// Longest wait, in backoff steps, for another committer's intent when
 /// waiting can succeed (e.g. `Replace`, `Append`). Each step spins or yields.
 const INTENT_WAIT_BUDGET: u32 = 1 << 16;
+
+/// Intents a commit holds without allocating (more spill to the heap).
+const INLINE_INTENTS: usize = 4;
 
 /// Deferred-reclamation keys a commit revisits on its way out.
 const DEFERRED_GC_PER_COMMIT: usize = 1;
@@ -81,7 +85,8 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     // 2. Intents in key order (the write set is a BTreeMap): two committers
     //    never wait on each other in a cycle. Each intent travels with the
     //    value decided for it in step 5 (`None`: the write is dropped).
-    let mut intents: Vec<Decided<'_>> = Vec::with_capacity(tracker.write_count());
+    let mut intents: SmallVec<[Decided<'_>; INLINE_INTENTS]> =
+        SmallVec::with_capacity(tracker.write_count());
     for (key, write, read_base) in tracker.sealed_writes() {
         let fatal = policy.conflict_is_fatal(read_base, write);
         let budget = if fatal { 0 } else { INTENT_WAIT_BUDGET };
@@ -144,7 +149,7 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     //    commits waiting to publish do not wait for our reclamation.
     ticket.publish();
     let watermark = shared.watermark_for_commit(commit_ts);
-    for (intent, _) in intents {
+    for (intent, _) in intents.drain(..) {
         intent.finish(watermark);
     }
     buffer.collect_deferred(watermark, DEFERRED_GC_PER_COMMIT);
@@ -171,7 +176,12 @@ fn settle_and_persist(
         snapshot: txn.snapshot_ts,
     };
     // 4. Serializable: nothing read may have changed since it was read.
-    if txn.isolation == TransactionIsolation::Serializable {
+    //    When no timestamp lies between the snapshot and ours, nothing
+    //    can have: every commit at or below the snapshot was visible to it,
+    //    and every other one gets a later timestamp and serializes after us
+    //    (its own validation sees our intents or versions). A lone writer
+    //    skips a lookup per read.
+    if txn.isolation == TransactionIsolation::Serializable && commit_ts > txn.snapshot_ts + 1 {
         validate_serializable(tracker, &shared.buffer, txn.snapshot_ts)
             .map_err(|conflict| abort(conflict.into()))?;
     }

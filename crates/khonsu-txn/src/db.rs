@@ -136,12 +136,14 @@ impl Khonsu {
 
     /// Starts a transaction with the database's default settings.
     #[must_use]
+    #[inline]
     pub fn start_transaction(&self) -> Transaction {
         Transaction::begin(Arc::clone(&self.shared), TransactionOptions::new())
     }
 
     /// Starts a transaction with its own settings.
     #[must_use]
+    #[inline]
     pub fn start_transaction_with(&self, options: TransactionOptions) -> Transaction {
         Transaction::begin(Arc::clone(&self.shared), options)
     }

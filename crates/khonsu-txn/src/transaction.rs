@@ -55,6 +55,7 @@ impl fmt::Debug for Transaction {
 }
 
 impl Transaction {
+    #[inline]
     pub(crate) fn begin(shared: Arc<Shared>, options: TransactionOptions) -> Self {
         let isolation = options.get_isolation().unwrap_or(shared.isolation);
         let resolution = options
@@ -121,11 +122,10 @@ impl Transaction {
     /// # Errors
     /// None today; the `Result` leaves room for storage-backed reads.
     pub fn read(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Arc<RecordBatch>>> {
-        let bytes = key.as_ref();
-        if let Some(staged) = self.tracker.staged(bytes) {
+        let key = Key::from(key.as_ref());
+        if let Some(staged) = self.tracker.staged_key(&key) {
             return Ok(staged.value());
         }
-        let key = Key::from(bytes);
         let version = self.shared.buffer.read_at(&key, self.read_ts());
         if !self.read_only {
             self.tracker.record_read(&key, version.commit_ts);
