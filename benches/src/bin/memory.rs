@@ -18,10 +18,10 @@
 //!   and before the first reading: the difference divided by N is the
 //!   store's own cost per key beyond the payload. Khonsu is compared with a
 //!   bare `crossbeam_skiplist::SkipMap<u64, Arc<RecordBatch>>` holding
-//!   clones of that `Arc` (the floor), and with the same `SkipMap` holding a
-//!   fresh `Arc` of a `RecordBatch` clone per key — what Khonsu's
-//!   `write(key, RecordBatch)` stores — to split the index's cost from the
-//!   per-value header's.
+//!   clones of that `Arc` (the floor); Khonsu is given the same `Arc`
+//!   (`write(key, Arc<RecordBatch>)` stores it as is). A `SkipMap` holding a
+//!   fresh `Arc` of a `RecordBatch` clone per key shows what writing by
+//!   value (`write(key, RecordBatch)`) adds per key.
 //! * **(b) overwrites.** 10,000 keys, overwritten uniformly at random by
 //!   single-write transactions on one thread. Peak RSS (`VmHWM`) after the
 //!   first and after the last checkpoint must be within 1.2× of each other;
@@ -206,12 +206,12 @@ fn load(
     db: &Khonsu,
     keys: impl Iterator<Item = u64>,
     chunk: u64,
-    value: &RecordBatch,
+    value: &Arc<RecordBatch>,
 ) -> Result<()> {
     let mut t = db.start_transaction();
     let mut staged = 0;
     for k in keys {
-        t.write(k, value.clone()).context(KhonsuSnafu {
+        t.write(k, Arc::clone(value)).context(KhonsuSnafu {
             step: "stage a write",
         })?;
         staged += 1;
@@ -226,10 +226,16 @@ fn load(
 }
 
 /// `n` single-write transactions on keys drawn uniformly from `0..keys`.
-fn overwrite(db: &Khonsu, rng: &mut Rng, keys: u64, n: u64, value: &RecordBatch) -> Result<()> {
+fn overwrite(
+    db: &Khonsu,
+    rng: &mut Rng,
+    keys: u64,
+    n: u64,
+    value: &Arc<RecordBatch>,
+) -> Result<()> {
     for _ in 0..n {
         let mut t = db.start_transaction();
-        t.write(rng.next() % keys, value.clone())
+        t.write(rng.next() % keys, Arc::clone(value))
             .context(KhonsuSnafu {
                 step: "stage a write",
             })?;
@@ -313,7 +319,7 @@ fn child_churn(keys: u64, step: u64, total: u64) -> Result<()> {
     let db = Khonsu::builder()
         .build()
         .context(KhonsuSnafu { step: "build" })?;
-    let value = batch(1)?;
+    let value = Arc::new(batch(1)?);
     let start = Instant::now();
     load(&db, 0..keys, LOAD_CHUNK, &value)?;
     println!("{}", header());
@@ -380,8 +386,8 @@ fn child_snapshot(keys: u64, overwrites: u64) -> Result<()> {
         .context(KhonsuSnafu { step: "build" })?;
     // Preloaded values have 1 row, overwrites 2: the snapshot must keep
     // reading 1-row batches.
-    let old = batch(1)?;
-    let new = batch(2)?;
+    let old = Arc::new(batch(1)?);
+    let new = Arc::new(batch(2)?);
     let mut rng = Rng(2);
     println!("{}", header());
     let timed = |label: String, body: &mut dyn FnMut() -> Result<()>| -> Result<Mem> {
