@@ -210,3 +210,34 @@ fn key_conversions_agree() {
     assert_eq!(key(7u64).as_bytes(), 7u64.to_be_bytes().as_slice());
     commit(t);
 }
+
+/// Keys longer than the inline limit (looked up by bytes) and short ones (looked up as
+/// keys) both see their own writes and deletes, next to keys past the 32-key point where
+/// the write set changes representation.
+#[test]
+fn own_writes_of_long_keys_and_large_write_sets() {
+    for iso in LEVELS {
+        let db = setup(iso);
+        let long = "a-key-well-over-twenty-two-bytes/1";
+        let mut t = db.start_transaction();
+        write(&mut t, long, 7);
+        assert_eq!(read(&mut t, long), Some(7), "{iso:?}: long key");
+        for i in 0..40 {
+            write(&mut t, &format!("k{i:02}"), i);
+        }
+        t.delete("a").expect("delete");
+        assert_eq!(read(&mut t, long), Some(7), "{iso:?}: long key, large set");
+        assert_eq!(read(&mut t, "k00"), Some(0), "{iso:?}");
+        assert_eq!(read(&mut t, "k39"), Some(39), "{iso:?}");
+        assert_eq!(read(&mut t, "a"), None, "{iso:?}: own delete");
+        assert_eq!(
+            read(&mut t, "c"),
+            Some(3),
+            "{iso:?}: committed, not written"
+        );
+        commit(t);
+        assert_eq!(committed(&db, long), Some(7), "{iso:?}");
+        assert_eq!(committed(&db, "k17"), Some(17), "{iso:?}");
+        assert_eq!(committed(&db, "a"), None, "{iso:?}");
+    }
+}

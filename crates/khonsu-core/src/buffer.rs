@@ -35,6 +35,9 @@ const PRUNING: u64 = 1 << 60;
 const TS_MASK: u64 = PRUNING - 1;
 const _: () = assert!(crate::MAX_TIMESTAMP == TS_MASK);
 
+/// Heads a range walk visits under one epoch guard before it re-pins.
+const HEADS_PER_PIN: usize = 1024;
+
 /// A read timestamp above every version's: reads the newest version.
 const LATEST: Timestamp = Timestamp::MAX;
 
@@ -414,13 +417,45 @@ impl TxnBuffer {
         ts: Timestamp,
     ) -> Vec<(Key, Arc<RecordBatch>)> {
         let mut out = Vec::new();
-        let guard = &epoch::pin();
-        for entry in self.heads.range::<Key, _>((start, end), guard) {
-            if let Some(batch) = entry.value().read_at(ts).value {
-                out.push((entry.key().clone(), batch));
+        let _ = self.walk_heads::<()>(start, end, |key, head| {
+            if let Some(batch) = head.read_at(ts).value {
+                out.push((key.clone(), batch));
+            }
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// Visits the heads of a range in key order until `visit` breaks.
+    ///
+    /// Each stretch of [`HEADS_PER_PIN`] heads is walked under one epoch
+    /// guard; the walk then re-pins and resumes after the last key it
+    /// visited, so a long scan does not hold back reclamation in the
+    /// process-wide collector (which every `crossbeam-epoch` structure
+    /// shares) for its whole length.
+    fn walk_heads<B>(
+        &self,
+        start: Bound<&Key>,
+        end: Bound<&Key>,
+        mut visit: impl FnMut(&Key, &Head) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        let mut resume: Option<Key> = None;
+        loop {
+            let guard = &epoch::pin();
+            let from = resume.as_ref().map_or(start, Bound::Excluded);
+            let mut stopped_at = None;
+            for (seen, entry) in self.heads.range::<Key, _>((from, end), guard).enumerate() {
+                visit(entry.key(), entry.value())?;
+                if seen + 1 == HEADS_PER_PIN {
+                    stopped_at = Some(entry.key().clone());
+                    break;
+                }
+            }
+            match stopped_at {
+                Some(key) => resume = Some(key),
+                None => return ControlFlow::Continue(()),
             }
         }
-        out
     }
 
     /// The intent state of `key`, or `None` if the buffer has never seen it
@@ -441,14 +476,12 @@ impl TxnBuffer {
         end: Bound<&Key>,
         mut visit: impl FnMut(&Key, IntentState) -> ControlFlow<B>,
     ) -> ControlFlow<B> {
-        let guard = &epoch::pin();
-        for entry in self.heads.range::<Key, _>((start, end), guard) {
+        self.walk_heads(start, end, |key, head| {
             visit(
-                entry.key(),
-                IntentState::from_word(entry.value().word.load(Ordering::SeqCst)),
-            )?;
-        }
-        ControlFlow::Continue(())
+                key,
+                IntentState::from_word(head.word.load(Ordering::SeqCst)),
+            )
+        })
     }
 
     /// Takes the write intent on `key`, creating the key's head if needed.
@@ -590,11 +623,11 @@ impl TxnBuffer {
     pub fn collect_garbage(&self, pins: &Pins) {
         // What an earlier pass unlinked (its readers are long gone).
         self.release_unlinked(usize::MAX);
-        let keys: Vec<Key> = self
-            .heads
-            .iter(&epoch::pin())
-            .map(|e| e.key().clone())
-            .collect();
+        let mut keys: Vec<Key> = Vec::new();
+        let _ = self.walk_heads::<()>(Bound::Unbounded, Bound::Unbounded, |key, _| {
+            keys.push(key.clone());
+            ControlFlow::Continue(())
+        });
         for key in &keys {
             let Some(intent) = self.try_prune_lock(key) else {
                 continue;
@@ -654,10 +687,11 @@ impl TxnBuffer {
     #[must_use]
     pub fn stats(&self) -> BufferStats {
         let mut stats = BufferStats::default();
-        for entry in self.heads.iter(&epoch::pin()) {
+        let _ = self.walk_heads::<()>(Bound::Unbounded, Bound::Unbounded, |_, head| {
             stats.keys += 1;
-            stats.versions += entry.value().version_count();
-        }
+            stats.versions += head.version_count();
+            ControlFlow::Continue(())
+        });
         stats
     }
 
@@ -1136,6 +1170,59 @@ mod tests {
             }
         });
         assert_eq!(stopped, ControlFlow::Break(Key::from("b")));
+    }
+
+    #[test]
+    fn range_walks_resume_across_guard_stretches() {
+        let buffer = TxnBuffer::new();
+        let count = 2 * HEADS_PER_PIN + 452;
+        let n = u64::try_from(count).unwrap();
+        for k in 0..n {
+            buffer
+                .lock(&Key::from(k), 0)
+                .unwrap()
+                .install(k + 1, Some(batch(1)), 0)
+                .unwrap();
+        }
+        let all = buffer.scan_at(Bound::Unbounded, Bound::Unbounded, n);
+        assert_eq!(
+            all.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
+            (0..n).map(Key::from).collect::<Vec<_>>()
+        );
+        let (from, to) = (Key::from(1000_u64), Key::from(2100_u64));
+        let part = buffer.scan_at(Bound::Excluded(&from), Bound::Included(&to), n);
+        assert_eq!(part.len(), 1100);
+        assert_eq!(
+            part.first().map(|(k, _)| k.clone()),
+            Some(Key::from(1001_u64))
+        );
+        assert_eq!(part.last().map(|(k, _)| k.clone()), Some(to.clone()));
+        // A snapshot before half the keys sees only those.
+        assert_eq!(
+            buffer
+                .scan_at(Bound::Unbounded, Bound::Unbounded, n / 2)
+                .len() as u64,
+            n / 2
+        );
+        let mut visited = 0_u64;
+        let stopped = buffer.for_each_intent(Bound::Unbounded, Bound::Unbounded, |k, state| {
+            assert_eq!(*k, Key::from(visited));
+            assert_eq!(state.latest_ts, visited + 1);
+            visited += 1;
+            if visited == 1500 {
+                ControlFlow::Break(k.clone())
+            } else {
+                ControlFlow::Continue(())
+            }
+        });
+        assert_eq!(stopped, ControlFlow::Break(Key::from(1499_u64)));
+        assert_eq!(
+            buffer.stats(),
+            BufferStats {
+                keys: count,
+                versions: count
+            }
+        );
     }
 
     #[test]

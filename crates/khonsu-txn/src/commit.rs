@@ -82,7 +82,7 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
         snapshot: txn.snapshot_ts,
     };
 
-    // 2. Intents in key order (the write set is a BTreeMap): two committers
+    // 2. Intents in key order (the write set is sorted): two committers
     //    never wait on each other in a cycle. Each intent travels with the
     //    value decided for it in step 5 (`None`: the write is dropped).
     let mut intents: SmallVec<[Decided<'_>; INLINE_INTENTS]> =
@@ -180,7 +180,8 @@ fn settle_and_persist(
     //    can have: every commit at or below the snapshot was visible to it,
     //    and every other one gets a later timestamp and serializes after us
     //    (its own validation sees our intents or versions). A lone writer
-    //    skips a lookup per read.
+    //    skips a lookup per read. As always, this orders us only against
+    //    other Serializable transactions (docs/isolation.md).
     if txn.isolation == TransactionIsolation::Serializable && commit_ts > txn.snapshot_ts + 1 {
         validate_serializable(tracker, &shared.buffer, txn.snapshot_ts)
             .map_err(|conflict| abort(conflict.into()))?;

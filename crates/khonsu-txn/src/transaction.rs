@@ -8,7 +8,7 @@ use arrow_array::RecordBatch;
 use khonsu_concurrency::{
     ConflictResolution, DependencyTracker, StagedWrite, TransactionIsolation, range_is_empty,
 };
-use khonsu_core::{Key, RegisteredSnapshot, Timestamp};
+use khonsu_core::{INLINE_KEY_LEN, Key, RegisteredSnapshot, Timestamp};
 use snafu::ensure;
 
 use crate::db::Shared;
@@ -122,8 +122,21 @@ impl Transaction {
     /// # Errors
     /// None today; the `Result` leaves room for storage-backed reads.
     pub fn read(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Arc<RecordBatch>>> {
-        let key = Key::from(key.as_ref());
-        if let Some(staged) = self.tracker.staged_key(&key) {
+        let bytes = key.as_ref();
+        // Short keys are built inline (no allocation) and compared as keys;
+        // a long key is looked up by its bytes first, allocated only on a miss.
+        let staged = if bytes.len() <= INLINE_KEY_LEN {
+            None
+        } else {
+            self.tracker.staged(bytes)
+        };
+        if let Some(staged) = staged {
+            return Ok(staged.value());
+        }
+        let key = Key::from(bytes);
+        if bytes.len() <= INLINE_KEY_LEN
+            && let Some(staged) = self.tracker.staged_key(&key)
+        {
             return Ok(staged.value());
         }
         let version = self.shared.buffer.read_at(&key, self.read_ts());
