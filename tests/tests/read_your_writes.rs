@@ -223,7 +223,7 @@ fn own_writes_of_long_keys_and_large_write_sets() {
         write(&mut t, long, 7);
         assert_eq!(read(&mut t, long), Some(7), "{iso:?}: long key");
         for i in 0..40 {
-            write(&mut t, &format!("k{i:02}"), i);
+            write(&mut t, format!("k{i:02}"), i);
         }
         t.delete("a").expect("delete");
         assert_eq!(read(&mut t, long), Some(7), "{iso:?}: long key, large set");
