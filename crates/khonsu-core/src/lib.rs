@@ -9,7 +9,7 @@
 //!   order so snapshots see whole commits only.
 //! * [`SnapshotRegistry`] — the open snapshots, and from them the watermark
 //!   below which old versions are garbage.
-//! * [`TxnBuffer`] — one `crossbeam_skiplist::SkipMap` of keys, each with
+//! * [`TxnBuffer`] — one lock-free `crossbeam_skiplist::SkipList` of keys, each with
 //!   its write intent and a newest-first chain of committed versions;
 //!   snapshot reads as one lookup, and reclamation of unreachable versions
 //!   (cut by the buffer, freed by `sdd`'s epoch-based collector).
