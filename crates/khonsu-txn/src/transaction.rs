@@ -123,22 +123,21 @@ impl Transaction {
     /// None today; the `Result` leaves room for storage-backed reads.
     pub fn read(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Arc<RecordBatch>>> {
         let bytes = key.as_ref();
-        // Short keys are built inline (no allocation) and compared as keys;
-        // a long key is looked up by its bytes first, allocated only on a miss.
-        let staged = if bytes.len() <= INLINE_KEY_LEN {
-            None
+        // Own writes first. A short key is built inline (no allocation) and
+        // compared as a key; a long one is looked up by its bytes, so it is
+        // allocated only when the transaction did not write it.
+        let key = if bytes.len() > INLINE_KEY_LEN {
+            if let Some(staged) = self.tracker.staged(bytes) {
+                return Ok(staged.value());
+            }
+            Key::from(bytes)
         } else {
-            self.tracker.staged(bytes)
+            let key = Key::from(bytes);
+            if let Some(staged) = self.tracker.staged_key(&key) {
+                return Ok(staged.value());
+            }
+            key
         };
-        if let Some(staged) = staged {
-            return Ok(staged.value());
-        }
-        let key = Key::from(bytes);
-        if bytes.len() <= INLINE_KEY_LEN
-            && let Some(staged) = self.tracker.staged_key(&key)
-        {
-            return Ok(staged.value());
-        }
         let version = self.shared.buffer.read_at(&key, self.read_ts());
         if !self.read_only {
             self.tracker.record_read(&key, version.commit_ts);
