@@ -200,13 +200,13 @@ impl DependencyTracker {
         if self.writes.is_empty() {
             return None;
         }
-        self.writes.get_key(key).map(|s| &s.write)
+        self.writes.get(key).map(|s| &s.write)
     }
 
     /// Whether `key` has a staged write.
     #[must_use]
     pub fn writes_key(&self, key: &Key) -> bool {
-        self.writes.get_key(key).is_some()
+        self.writes.get(key).is_some()
     }
 
     /// Staged writes in key order (the order commit takes write intents in).
@@ -303,7 +303,7 @@ impl DependencyTracker {
     #[must_use]
     pub fn read_base(&self, key: &Key) -> Option<Timestamp> {
         debug_assert!(self.sealed, "seal() before read_base()");
-        self.writes.get_key(key).and_then(|s| s.base)
+        self.writes.get(key).and_then(|s| s.base)
     }
 }
 

@@ -1,6 +1,7 @@
 //! [`WriteSet`]: a transaction's staged writes, in key order, without an
 //! allocation per key for the common small transaction.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 
@@ -64,24 +65,16 @@ impl<V> WriteSet<V> {
         self.len() == 0
     }
 
-    /// The value staged for `key` (given as bytes: reads look up before
-    /// they build a `Key`).
-    pub(crate) fn get(&self, key: &[u8]) -> Option<&V> {
+    /// The value staged for `key`, given as a `Key` (integer-head
+    /// comparison) or as bytes (a long key, not built yet).
+    pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
+    where
+        Key: Borrow<Q>,
+        Q: Ord + ?Sized,
+    {
         match self {
             Self::Small(entries) => entries
-                .binary_search_by(|(k, _)| k.as_bytes().cmp(key))
-                .ok()
-                .and_then(|i| entries.get(i))
-                .map(|(_, v)| v),
-            Self::Large(map) => map.get(key),
-        }
-    }
-
-    /// The value staged for `key`.
-    pub(crate) fn get_key(&self, key: &Key) -> Option<&V> {
-        match self {
-            Self::Small(entries) => entries
-                .binary_search_by(|(k, _)| k.cmp(key))
+                .binary_search_by(|(k, _)| k.borrow().cmp(key))
                 .ok()
                 .and_then(|i| entries.get(i))
                 .map(|(_, v)| v),
@@ -215,7 +208,7 @@ mod tests {
         );
         for probe in 0..120 {
             assert_eq!(set.get(key(probe).as_bytes()), model.get(&key(probe)));
-            assert_eq!(set.get_key(&key(probe)), model.get(&key(probe)));
+            assert_eq!(set.get(&key(probe)), model.get(&key(probe)));
         }
         let bounds = [
             Bound::Unbounded,
