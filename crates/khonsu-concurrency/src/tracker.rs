@@ -72,6 +72,12 @@ pub fn range_is_empty(start: Bound<&Key>, end: Bound<&Key>) -> bool {
     }
 }
 
+/// Point reads whose array [`DependencyTracker::reset`] keeps for reuse.
+const RETAINED_READS: usize = 256;
+
+/// Range reads whose array [`DependencyTracker::reset`] keeps for reuse.
+const RETAINED_RANGES: usize = 16;
+
 /// A staged write with what commit needs to know about it.
 #[derive(Debug)]
 struct Staged {
@@ -135,6 +141,42 @@ impl DependencyTracker {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Empties the footprint for reuse by another transaction, keeping its
+    /// allocations when they are small (room for at most 256 point reads,
+    /// 16 ranges and 32 writes), so a
+    /// thread that reuses one tracker allocates nothing per transaction.
+    /// Returns `false` when it kept nothing worth reusing (drop it then).
+    ///
+    /// ```
+    /// use khonsu_concurrency::{DependencyTracker, StagedWrite};
+    /// use khonsu_core::Key;
+    ///
+    /// let mut tracker = DependencyTracker::new();
+    /// tracker.record_read(&Key::from("a"), 3);
+    /// tracker.record_write(Key::from("b"), StagedWrite::Delete);
+    /// assert!(tracker.reset());
+    /// assert!(tracker.is_read_only());
+    /// assert!(!tracker.writes_key(&Key::from("b")));
+    /// tracker.seal();
+    /// assert!(tracker.point_reads().is_empty());
+    /// ```
+    pub fn reset(&mut self) -> bool {
+        self.first_read = None;
+        let reusable = self.point_reads.capacity() <= RETAINED_READS
+            && self.range_reads.capacity() <= RETAINED_RANGES;
+        if reusable {
+            self.point_reads.clear();
+            self.range_reads.clear();
+        } else {
+            self.point_reads = Vec::new();
+            self.range_reads = Vec::new();
+        }
+        self.writes.clear();
+        self.next_seq = 0;
+        self.sealed = false;
+        reusable
     }
 
     fn seq(&mut self) -> u64 {
@@ -258,6 +300,11 @@ impl DependencyTracker {
         if self.sealed {
             return;
         }
+        if self.first_read.is_none() && self.point_reads.is_empty() && self.range_reads.is_empty() {
+            // Blind writes only: every read base is `None`, as staged.
+            self.sealed = true;
+            return;
+        }
         if let Some(first) = self.first_read.take() {
             self.point_reads.push(first);
         }
@@ -310,6 +357,30 @@ impl DependencyTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reset_empties_and_drops_large_allocations() {
+        let mut t = DependencyTracker::new();
+        for k in 0..1_000_u64 {
+            t.record_read(&Key::from(k), k);
+            t.record_write(Key::from(k), StagedWrite::Delete);
+        }
+        t.record_range(Bound::Unbounded, Bound::Unbounded, 3);
+        assert!(!t.reset(), "a thousand reads are not worth keeping");
+        assert_eq!(t.point_reads.capacity(), 0);
+        assert!(t.is_read_only());
+        assert!(t.range_reads().is_empty());
+        // An emptied footprint behaves as a new one.
+        t.record_read(&Key::from("a"), 1);
+        t.record_write(Key::from("a"), StagedWrite::Delete);
+        t.record_write(Key::from("b"), StagedWrite::Delete);
+        t.seal();
+        assert_eq!(t.read_base(&Key::from("a")), Some(1));
+        assert_eq!(t.read_base(&Key::from("b")), None);
+        assert_eq!(t.write_count(), 2);
+        assert!(t.reset(), "a small footprint is kept");
+        assert_eq!(t.write_count(), 0);
+    }
 
     #[test]
     fn seal_keeps_the_newest_observation_per_key() {

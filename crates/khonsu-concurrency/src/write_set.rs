@@ -65,6 +65,15 @@ impl<V> WriteSet<V> {
         self.len() == 0
     }
 
+    /// Drops every write. A small set keeps its array for reuse; a large
+    /// one goes back to the empty small form.
+    pub(crate) fn clear(&mut self) {
+        match self {
+            Self::Small(entries) => entries.clear(),
+            Self::Large(_) => *self = Self::default(),
+        }
+    }
+
     /// The value staged for `key`, given as a `Key` (integer-head
     /// comparison) or as bytes (a long key, not built yet).
     pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>

@@ -192,7 +192,11 @@ impl SnapshotRegistry {
         match snapshot.0 {
             Registration::Slot(index) => {
                 if let Some(slot) = self.slots.get(index) {
-                    slot.store(FREE, Ordering::SeqCst);
+                    // `Release` (a plain store on x86, where `SeqCst` is a
+                    // locked exchange): a scan that still sees the old
+                    // value keeps what the snapshot pinned a little longer,
+                    // which is always safe.
+                    slot.store(FREE, Ordering::Release);
                 }
             }
             Registration::Overflow(ts, seq) => {

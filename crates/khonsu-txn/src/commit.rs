@@ -21,8 +21,8 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 
 use khonsu_concurrency::{
-    Conflict, ConflictKind, Resolved, TransactionIsolation, WritePolicy, resolve_write,
-    validate_serializable,
+    Conflict, ConflictKind, DependencyTracker, Resolved, TransactionIsolation, WritePolicy,
+    resolve_write, validate_serializable,
 };
 use khonsu_core::{Key, KeyIntent, Timestamp};
 use khonsu_storage::StorageMutation;
@@ -62,20 +62,27 @@ pub struct CommitInfo {
 }
 
 pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
-    if txn.tracker.is_read_only() {
+    // The footprint is lent to the pipeline and put back afterwards, so
+    // the transaction's drop recycles it whatever the outcome.
+    let Some(mut tracker) = txn.tracker.take_if(|t| !t.is_read_only()) else {
         return Ok(CommitInfo {
             commit_ts: txn.snapshot_ts,
             read_only: true,
             ..CommitInfo::default()
         });
-    }
-    txn.tracker.seal();
-    let txn: &Transaction = txn;
+    };
+    tracker.seal();
+    let result = commit_writes(txn, &tracker);
+    txn.tracker = Some(tracker);
+    result
+}
+
+/// Steps 2 to 8 for a transaction that wrote something.
+fn commit_writes(txn: &Transaction, tracker: &DependencyTracker) -> Result<CommitInfo> {
     let shared = &txn.shared;
     let buffer = &shared.buffer;
     let txn_id = txn.id;
     let abort = |source: khonsu_concurrency::Error| AbortedSnafu { txn_id }.into_error(source);
-    let tracker = &txn.tracker;
     let policy = WritePolicy {
         isolation: txn.isolation,
         resolution: txn.resolution,
@@ -112,7 +119,7 @@ pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
     // 4-6. Validate, settle every write, persist. On failure, release the
     //      intents before the ticket publishes (publishing may wait for
     //      earlier commits), so other writers are not held up.
-    let info = match settle_and_persist(txn, &mut intents, commit_ts) {
+    let info = match settle_and_persist(txn, tracker, &mut intents, commit_ts) {
         Ok(info) => info,
         Err(err) => {
             drop(intents);
@@ -163,11 +170,11 @@ type Decided<'a> = (KeyIntent<'a>, Option<Option<Arc<RecordBatch>>>);
 /// timestamp allocated: validation, conflict resolution, storage.
 fn settle_and_persist(
     txn: &Transaction,
+    tracker: &DependencyTracker,
     intents: &mut [Decided<'_>],
     commit_ts: Timestamp,
 ) -> Result<CommitInfo> {
     let shared = &txn.shared;
-    let tracker = &txn.tracker;
     let txn_id = txn.id;
     let abort = |source: khonsu_concurrency::Error| AbortedSnafu { txn_id }.into_error(source);
     let policy = WritePolicy {

@@ -28,17 +28,12 @@ pub(crate) struct Shared {
     pub(crate) isolation: TransactionIsolation,
     pub(crate) resolution: ConflictResolution,
     pub(crate) max_retries: u32,
-    next_txn_id: AtomicU64,
     /// A recent reclamation watermark; never newer than the true one (the
     /// true watermark only grows), so using a stale value is safe.
     cached_watermark: AtomicU64,
 }
 
 impl Shared {
-    pub(crate) fn next_txn_id(&self) -> u64 {
-        self.next_txn_id.fetch_add(1, Ordering::Relaxed)
-    }
-
     /// The watermark for reclamation during a commit at `commit_ts`:
     /// recomputed every few commits, otherwise the cached value.
     pub(crate) fn watermark_for_commit(&self, commit_ts: Timestamp) -> Timestamp {
@@ -128,7 +123,6 @@ impl Khonsu {
                 isolation,
                 resolution,
                 max_retries,
-                next_txn_id: AtomicU64::new(1),
                 cached_watermark: AtomicU64::new(start_ts),
             }),
         }

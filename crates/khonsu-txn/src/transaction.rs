@@ -1,8 +1,10 @@
 //! [`Transaction`]: reads, writes, scans, commit and rollback.
 
+use std::cell::Cell;
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use khonsu_concurrency::{
@@ -14,6 +16,57 @@ use snafu::ensure;
 use crate::db::Shared;
 use crate::error::{ReadOnlySnafu, Result};
 use crate::{CommitInfo, TransactionOptions};
+
+/// Transaction ids a thread takes from the process-wide counter at a time.
+const ID_BLOCK: u64 = 1024;
+
+/// The first id of the next block handed to a thread.
+static NEXT_ID_BLOCK: AtomicU64 = AtomicU64::new(1);
+
+thread_local! {
+    /// This thread's block of ids: the next one and the end of the block.
+    static IDS: Cell<(u64, u64)> = const { Cell::new((0, 0)) };
+
+    /// An emptied footprint left by this thread's last transaction, for its
+    /// next one: with one transaction at a time per thread, building a
+    /// footprint allocates nothing (nor does growing its read set to a few
+    /// hundred reads again).
+    static SPARE_TRACKER: Cell<Option<Box<DependencyTracker>>> = const { Cell::new(None) };
+}
+
+/// An empty footprint: this thread's spare, or a new one.
+fn take_tracker() -> Box<DependencyTracker> {
+    SPARE_TRACKER
+        .try_with(Cell::take)
+        .ok()
+        .flatten()
+        .unwrap_or_default()
+}
+
+/// Empties `tracker` and keeps it as this thread's spare (unless it holds
+/// large allocations, or the thread is exiting).
+fn recycle_tracker(mut tracker: Box<DependencyTracker>) {
+    if tracker.reset() {
+        // An error means the thread's locals are being destroyed: the
+        // tracker is dropped instead.
+        let _ = SPARE_TRACKER.try_with(|spare| spare.set(Some(tracker)));
+    }
+}
+
+/// A transaction id no other transaction of this process has: from the
+/// thread's block, so starting a transaction writes no shared cache line
+/// (one shared increment per [`ID_BLOCK`] transactions of a thread).
+fn next_txn_id() -> u64 {
+    IDS.with(|ids| {
+        let (mut next, mut end) = ids.get();
+        if next == end {
+            next = NEXT_ID_BLOCK.fetch_add(ID_BLOCK, Ordering::Relaxed);
+            end = next + ID_BLOCK;
+        }
+        ids.set((next + 1, end));
+        next
+    })
+}
 
 /// One transaction: a snapshot to read from and a private set of staged
 /// writes, applied atomically by [`commit`](Self::commit).
@@ -38,7 +91,10 @@ pub struct Transaction {
     pub(crate) isolation: TransactionIsolation,
     pub(crate) resolution: ConflictResolution,
     pub(crate) read_only: bool,
-    pub(crate) tracker: DependencyTracker,
+    /// What the transaction read and wrote, built on its first recorded
+    /// read, scan or write: a read-only transaction never allocates one,
+    /// and a `Transaction` stays small enough to move in registers.
+    pub(crate) tracker: Option<Box<DependencyTracker>>,
 }
 
 impl fmt::Debug for Transaction {
@@ -49,7 +105,10 @@ impl fmt::Debug for Transaction {
             .field("isolation", &self.isolation)
             .field("resolution", &self.resolution)
             .field("read_only", &self.read_only)
-            .field("writes", &self.tracker.write_count())
+            .field(
+                "writes",
+                &self.tracker.as_ref().map_or(0, |t| t.write_count()),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -63,7 +122,7 @@ impl Transaction {
             .unwrap_or(shared.resolution);
         let reads_latest = !isolation.reads_snapshot();
         let (registration, snapshot_ts) = shared.snapshots.register(&shared.oracle, reads_latest);
-        let id = shared.next_txn_id();
+        let id = next_txn_id();
         Self {
             shared,
             id,
@@ -72,11 +131,18 @@ impl Transaction {
             isolation,
             resolution,
             read_only: options.is_read_only(),
-            tracker: DependencyTracker::new(),
+            tracker: None,
         }
     }
 
-    /// This transaction's id (unique within the database handle).
+    /// The footprint, built on first use.
+    fn tracker_mut(&mut self) -> &mut DependencyTracker {
+        self.tracker.get_or_insert_with(take_tracker)
+    }
+
+    /// This transaction's id, unique within the process (hence within its
+    /// database handle). Ids are handed to threads in blocks: a thread's
+    /// ids grow, but ids of different threads do not follow start order.
     #[must_use]
     pub fn id(&self) -> u64 {
         self.id
@@ -126,21 +192,22 @@ impl Transaction {
         // Own writes first. A short key is built inline (no allocation) and
         // compared as a key; a long one is looked up by its bytes, so it is
         // allocated only when the transaction did not write it.
+        let tracker = self.tracker.as_deref();
         let key = if bytes.len() > INLINE_KEY_LEN {
-            if let Some(staged) = self.tracker.staged(bytes) {
+            if let Some(staged) = tracker.and_then(|t| t.staged(bytes)) {
                 return Ok(staged.value());
             }
             Key::from(bytes)
         } else {
             let key = Key::from(bytes);
-            if let Some(staged) = self.tracker.staged_key(&key) {
+            if let Some(staged) = tracker.and_then(|t| t.staged_key(&key)) {
                 return Ok(staged.value());
             }
             key
         };
         let version = self.shared.buffer.read_at(&key, self.read_ts());
         if !self.read_only {
-            self.tracker.record_read(&key, version.commit_ts);
+            self.tracker_mut().record_read(&key, version.commit_ts);
         }
         Ok(version.value)
     }
@@ -178,7 +245,7 @@ impl Transaction {
                 operation: "write"
             }
         );
-        self.tracker
+        self.tracker_mut()
             .record_write(key.into(), StagedWrite::Put(batch.into()));
         Ok(())
     }
@@ -195,7 +262,8 @@ impl Transaction {
                 operation: "delete"
             }
         );
-        self.tracker.record_write(key.into(), StagedWrite::Delete);
+        self.tracker_mut()
+            .record_write(key.into(), StagedWrite::Delete);
         Ok(())
     }
 
@@ -238,18 +306,16 @@ impl Transaction {
             .shared
             .buffer
             .scan_at(start.as_ref(), end.as_ref(), read_ts);
-        let merged = if self.tracker.is_read_only() {
-            committed
-        } else {
-            merge_own_writes(
-                committed,
-                self.tracker.writes_in(start.as_ref(), end.as_ref()),
-            )
+        let merged = match self.tracker.as_deref() {
+            Some(tracker) if !tracker.is_read_only() => {
+                merge_own_writes(committed, tracker.writes_in(start.as_ref(), end.as_ref()))
+            }
+            _ => committed,
         };
         if !self.read_only {
             // Every level records it: writing a scanned key later is a
             // read-modify-write; Serializable also validates the whole range.
-            self.tracker.record_range(start, end, read_ts);
+            self.tracker_mut().record_range(start, end, read_ts);
         }
         merged
     }
@@ -278,6 +344,9 @@ impl Drop for Transaction {
     fn drop(&mut self) {
         if let Some(registration) = self.registration.take() {
             self.shared.snapshots.release(registration);
+        }
+        if let Some(tracker) = self.tracker.take() {
+            recycle_tracker(tracker);
         }
     }
 }
