@@ -1394,7 +1394,7 @@ mod tests {
                     last = last.max(newest.commit_ts);
                     match &newest.value {
                         Some(b) => assert_eq!(value_of(b).cast_unsigned(), newest.commit_ts),
-                        None => assert!(newest.commit_ts % 7 == 0, "{newest:?}"),
+                        None => assert!(newest.commit_ts.is_multiple_of(7), "{newest:?}"),
                     }
                     // An older snapshot takes the chain.
                     let older = buffer.read_at(&key, newest.commit_ts.saturating_sub(1));
@@ -1410,7 +1410,7 @@ mod tests {
             for ts in 1..=INSTALLS {
                 // An aborted intent first: the word goes back to what it was.
                 buffer.lock(&key, u32::MAX).unwrap().release();
-                let value = (ts % 7 != 0).then(|| batch(ts.cast_signed()));
+                let value = (!ts.is_multiple_of(7)).then(|| batch(ts.cast_signed()));
                 buffer
                     .lock(&key, u32::MAX)
                     .unwrap()
