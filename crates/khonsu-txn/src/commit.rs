@@ -119,7 +119,7 @@ fn commit_writes(txn: &Transaction, tracker: &DependencyTracker) -> Result<Commi
     // 4-6. Validate, settle every write, persist. On failure, release the
     //      intents before the ticket publishes (publishing may wait for
     //      earlier commits), so other writers are not held up.
-    let info = match settle_and_persist(txn, tracker, &mut intents, commit_ts) {
+    let info = match settle_and_persist(txn, tracker, &policy, &mut intents, commit_ts) {
         Ok(info) => info,
         Err(err) => {
             drop(intents);
@@ -171,17 +171,13 @@ type Decided<'a> = (KeyIntent<'a>, Option<Option<Arc<RecordBatch>>>);
 fn settle_and_persist(
     txn: &Transaction,
     tracker: &DependencyTracker,
+    policy: &WritePolicy,
     intents: &mut [Decided<'_>],
     commit_ts: Timestamp,
 ) -> Result<CommitInfo> {
     let shared = &txn.shared;
     let txn_id = txn.id;
     let abort = |source: khonsu_concurrency::Error| AbortedSnafu { txn_id }.into_error(source);
-    let policy = WritePolicy {
-        isolation: txn.isolation,
-        resolution: txn.resolution,
-        snapshot: txn.snapshot_ts,
-    };
     // 4. Serializable: nothing read may have changed since it was read.
     //    When no timestamp lies between the snapshot and ours, nothing
     //    can have: every commit at or below the snapshot was visible to it,
@@ -207,7 +203,7 @@ fn settle_and_persist(
     for ((intent, decision), (key, write, read_base)) in
         intents.iter_mut().zip(tracker.sealed_writes())
     {
-        let outcome = resolve_write(&policy, key, write, read_base, intent.latest_ts(), || {
+        let outcome = resolve_write(policy, key, write, read_base, intent.latest_ts(), || {
             intent.latest()
         })
         .map_err(abort)?;
