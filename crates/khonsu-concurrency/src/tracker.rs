@@ -145,7 +145,7 @@ impl DependencyTracker {
 
     /// Empties the footprint for reuse by another transaction, keeping its
     /// allocations when they are small (room for at most 256 point reads,
-    /// 16 ranges and 32 writes), so a
+    /// 16 ranges and 32 writes: about 15 KB at most), so a
     /// thread that reuses one tracker allocates nothing per transaction.
     /// Returns `false` when it kept nothing worth reusing (drop it then).
     ///
@@ -164,6 +164,8 @@ impl DependencyTracker {
     /// ```
     pub fn reset(&mut self) -> bool {
         self.first_read = None;
+        // The write set needs no check: its array form never holds more
+        // than 32 writes, and `clear` turns a larger set back into it.
         let reusable = self.point_reads.capacity() <= RETAINED_READS
             && self.range_reads.capacity() <= RETAINED_RANGES;
         if reusable {
@@ -301,7 +303,7 @@ impl DependencyTracker {
             return;
         }
         if self.first_read.is_none() && self.point_reads.is_empty() && self.range_reads.is_empty() {
-            // Blind writes only: every read base is `None`, as staged.
+            // No read recorded since `reset`: every read base is still `None`.
             self.sealed = true;
             return;
         }

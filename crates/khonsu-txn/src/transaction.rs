@@ -44,7 +44,10 @@ fn take_tracker() -> Box<DependencyTracker> {
 }
 
 /// Empties `tracker` and keeps it as this thread's spare (unless it holds
-/// large allocations, or the thread is exiting).
+/// large allocations, or the thread is exiting). A transaction finished on
+/// another thread than it started on leaves its footprint to that thread.
+/// A thread keeps at most one spare, about 15 KB at the largest (see
+/// `DependencyTracker::reset`), until it exits.
 fn recycle_tracker(mut tracker: Box<DependencyTracker>) {
     if tracker.reset() {
         // An error means the thread's locals are being destroyed: the
@@ -92,8 +95,8 @@ pub struct Transaction {
     pub(crate) resolution: ConflictResolution,
     pub(crate) read_only: bool,
     /// What the transaction read and wrote, built on its first recorded
-    /// read, scan or write: a read-only transaction never allocates one,
-    /// and a `Transaction` stays small enough to move in registers.
+    /// read, scan or write: a read-only transaction never builds one, and
+    /// a `Transaction` stays 64 bytes.
     pub(crate) tracker: Option<Box<DependencyTracker>>,
 }
 
@@ -141,8 +144,10 @@ impl Transaction {
     }
 
     /// This transaction's id, unique within the process (hence within its
-    /// database handle). Ids are handed to threads in blocks: a thread's
-    /// ids grow, but ids of different threads do not follow start order.
+    /// database handle). Ids are handed to threads in blocks of 1,024: a
+    /// thread's ids grow, ids of different threads do not follow start
+    /// order, and the values are sparse (a new database does not start at
+    /// 1; a thread that exits leaves the rest of its block unused).
     #[must_use]
     pub fn id(&self) -> u64 {
         self.id
