@@ -1361,6 +1361,7 @@ mod tests {
         drop(buffer.lock(&key, 0).unwrap());
         assert!(!buffer.intent_state(&key).unwrap().locked);
     }
+
     /// A value is always read together with its own version's timestamp:
     /// a reader racing installs, aborted intents (which put the same word
     /// back), tombstones and reclamation never sees a value with another
