@@ -16,6 +16,7 @@
 //! | [`upsert_by_key`] | replaces rows with equal key, appends new keys |
 //! | [`batches_equal`] | logical equality of schema, values and nulls |
 //! | [`byte_size`] | memory held by a batch's buffers |
+//! | [`sample`] | columns of every Arrow data type, for tests of code that stores or transforms batches |
 //!
 //! # Guarantees
 //!
@@ -87,6 +88,7 @@ mod error;
 mod guard;
 mod inspect;
 mod rows;
+pub mod sample;
 mod schema;
 mod upsert;
 

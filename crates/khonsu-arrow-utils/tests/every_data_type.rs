@@ -10,37 +10,16 @@
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::Arc;
 
-use arrow_array::builder::{
-    Int32Builder, LargeListBuilder, LargeListViewBuilder, ListViewBuilder, MapBuilder,
-    PrimitiveDictionaryBuilder, PrimitiveRunBuilder, StringBuilder, StringRunBuilder,
-};
-use arrow_array::types::{
-    ArrowPrimitiveType, Date32Type, Date64Type, Decimal32Type, Decimal64Type, Decimal128Type,
-    Decimal256Type, DurationMicrosecondType, DurationMillisecondType, DurationNanosecondType,
-    DurationSecondType, Float16Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type,
-    Int64Type, IntervalDayTimeType, IntervalMonthDayNanoType, IntervalYearMonthType,
-    Time32MillisecondType, Time32SecondType, Time64MicrosecondType, Time64NanosecondType,
-    TimestampMicrosecondType, TimestampMillisecondType, TimestampNanosecondType,
-    TimestampSecondType, UInt8Type, UInt16Type, UInt32Type, UInt64Type,
-};
-use arrow_array::{
-    Array, ArrayRef, BinaryArray, BinaryViewArray, BooleanArray, DictionaryArray,
-    FixedSizeBinaryArray, FixedSizeListArray, Int32Array, Int64Array, LargeBinaryArray,
-    LargeStringArray, ListArray, NullArray, PrimitiveArray, RecordBatch, StringArray,
-    StringViewArray, StructArray, UnionArray,
-};
-use arrow_buffer::{ArrowNativeType, BooleanBuffer, NullBuffer, ScalarBuffer};
-use arrow_schema::{DataType, Field, Fields, Schema, UnionFields};
+use arrow_array::{Array, ArrayRef, BooleanArray, Int64Array, RecordBatch};
+use arrow_buffer::{BooleanBuffer, NullBuffer};
+use arrow_schema::DataType;
 type TestResult<T = ()> = Result<T, Box<dyn std::error::Error>>;
 
+use khonsu_arrow_utils::sample::{self, SampleType};
 use khonsu_arrow_utils::{
     Error, append, batches_equal, byte_size, concat, delete_rows, filter_rows, take_rows,
     upsert_by_key,
 };
-
-/// Builds an array of `len` values from `seed`: row `i` holds a value derived from `seed + i`,
-/// or null when `(seed + i) % 4 == 1`.
-type Make = fn(usize, usize) -> TestResult<ArrayRef>;
 
 /// Whether the column's type is a supported upsert key.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -51,378 +30,56 @@ enum Key {
 
 struct Case {
     name: &'static str,
-    make: Make,
+    sample: SampleType,
     key: Key,
 }
 
-fn values(seed: usize, len: usize) -> impl Iterator<Item = Option<usize>> {
-    (seed..seed + len).map(|v| (v % 4 != 1).then_some(v % 97))
-}
-
-fn text(v: usize) -> String {
-    if v.is_multiple_of(3) {
-        // Longer than 12 bytes, so view types store it out of line.
-        format!("a rather long string value number {v}")
-    } else {
-        format!("v{v}")
-    }
-}
-
-fn int32(v: usize) -> i32 {
-    i32::try_from(v).unwrap_or(i32::MAX)
-}
-
-fn prim<T: ArrowPrimitiveType>(seed: usize, len: usize) -> ArrayRef {
-    Arc::new(
-        values(seed, len)
-            .map(|v| v.map(T::Native::usize_as))
-            .collect::<PrimitiveArray<T>>(),
-    )
-}
-
-fn strings(seed: usize, len: usize) -> Vec<Option<String>> {
-    values(seed, len).map(|v| v.map(text)).collect()
-}
-
-fn utf8(seed: usize, len: usize) -> ArrayRef {
-    Arc::new(strings(seed, len).into_iter().collect::<StringArray>())
-}
-
-fn large_utf8(seed: usize, len: usize) -> ArrayRef {
-    Arc::new(strings(seed, len).into_iter().collect::<LargeStringArray>())
-}
-
-fn utf8_view(seed: usize, len: usize) -> ArrayRef {
-    Arc::new(strings(seed, len).into_iter().collect::<StringViewArray>())
-}
-
-fn binary(seed: usize, len: usize) -> ArrayRef {
-    Arc::new(
-        strings(seed, len)
-            .into_iter()
-            .map(|s| s.map(String::into_bytes))
-            .collect::<BinaryArray>(),
-    )
-}
-
-fn large_binary(seed: usize, len: usize) -> ArrayRef {
-    Arc::new(
-        strings(seed, len)
-            .into_iter()
-            .map(|s| s.map(String::into_bytes))
-            .collect::<LargeBinaryArray>(),
-    )
-}
-
-fn binary_view(seed: usize, len: usize) -> ArrayRef {
-    Arc::new(
-        strings(seed, len)
-            .into_iter()
-            .map(|s| s.map(String::into_bytes))
-            .collect::<BinaryViewArray>(),
-    )
-}
-
-fn fixed_size_binary(seed: usize, len: usize) -> TestResult<ArrayRef> {
-    let rows = values(seed, len).map(|v| v.map(|v| [u8::try_from(v).unwrap_or(u8::MAX), 1, 2]));
-    Ok(Arc::new(
-        FixedSizeBinaryArray::try_from_sparse_iter_with_size(rows, 3)?,
-    ))
-}
-
-fn boolean(seed: usize, len: usize) -> ArrayRef {
-    Arc::new(
-        values(seed, len)
-            .map(|v| v.map(|v| v % 2 == 0))
-            .collect::<BooleanArray>(),
-    )
-}
-
-fn null(_seed: usize, len: usize) -> ArrayRef {
-    Arc::new(NullArray::new(len))
-}
-
-fn timestamp_with_zone(seed: usize, len: usize) -> ArrayRef {
-    let array = values(seed, len)
-        .map(|v| v.map(i64::usize_as))
-        .collect::<PrimitiveArray<TimestampNanosecondType>>()
-        .with_timezone("Europe/Paris");
-    Arc::new(array)
-}
-
-fn decimal128(seed: usize, len: usize) -> TestResult<ArrayRef> {
-    let array = values(seed, len)
-        .map(|v| v.map(i128::usize_as))
-        .collect::<PrimitiveArray<Decimal128Type>>()
-        .with_precision_and_scale(10, 2)?;
-    Ok(Arc::new(array))
-}
-
-fn list(seed: usize, len: usize) -> ArrayRef {
-    let rows = values(seed, len).map(|v| v.map(|v| vec![Some(int32(v)), None, Some(1)]));
-    Arc::new(ListArray::from_iter_primitive::<Int32Type, _, _>(rows))
-}
-
-fn large_list(seed: usize, len: usize) -> ArrayRef {
-    let mut builder = LargeListBuilder::new(StringBuilder::new());
-    for v in values(seed, len) {
-        match v {
-            Some(v) => {
-                builder.values().append_value(text(v));
-                builder.values().append_null();
-                builder.append(true);
-            }
-            None => builder.append(false),
-        }
-    }
-    Arc::new(builder.finish())
-}
-
-fn fixed_size_list(seed: usize, len: usize) -> ArrayRef {
-    let rows = values(seed, len).map(|v| v.map(|v| vec![Some(int32(v)), None]));
-    Arc::new(FixedSizeListArray::from_iter_primitive::<Int32Type, _, _>(
-        rows, 2,
-    ))
-}
-
-fn list_view(seed: usize, len: usize) -> ArrayRef {
-    let mut builder = ListViewBuilder::new(Int32Builder::new());
-    for v in values(seed, len) {
-        builder.append_option(v.map(|v| vec![Some(int32(v)), None]));
-    }
-    Arc::new(builder.finish())
-}
-
-fn large_list_view(seed: usize, len: usize) -> ArrayRef {
-    let mut builder = LargeListViewBuilder::new(Int32Builder::new());
-    for v in values(seed, len) {
-        builder.append_option(v.map(|v| vec![Some(int32(v))]));
-    }
-    Arc::new(builder.finish())
-}
-
-fn structure(seed: usize, len: usize) -> TestResult<ArrayRef> {
-    let fields = Fields::from(vec![
-        Field::new("n", DataType::Int32, true),
-        Field::new("s", DataType::Utf8, true),
-    ]);
-    let rows: Vec<Option<usize>> = values(seed, len).collect();
-    let n = rows.iter().map(|v| v.map(int32)).collect::<Int32Array>();
-    // The string child has its own nulls, independent of the struct's.
-    let s = (seed..seed + len)
-        .map(|v| (v % 5 != 0).then(|| text(v)))
-        .collect::<StringArray>();
-    let nulls = rows.iter().map(Option::is_some).collect::<NullBuffer>();
-    Ok(Arc::new(StructArray::try_new(
-        fields,
-        vec![Arc::new(n), Arc::new(s)],
-        Some(nulls),
-    )?))
-}
-
-fn map(seed: usize, len: usize) -> TestResult<ArrayRef> {
-    let mut builder = MapBuilder::new(None, StringBuilder::new(), Int32Builder::new());
-    for v in values(seed, len) {
-        match v {
-            Some(v) => {
-                builder.keys().append_value(text(v));
-                builder.values().append_value(int32(v));
-                builder.keys().append_value("other");
-                builder.values().append_null();
-                builder.append(true)?;
-            }
-            None => builder.append(false)?,
-        }
-    }
-    Ok(Arc::new(builder.finish()))
-}
-
-fn dictionary_utf8(seed: usize, len: usize) -> ArrayRef {
-    let rows = strings(seed, len);
-    Arc::new(
-        rows.iter()
-            .map(Option::as_deref)
-            .collect::<DictionaryArray<Int8Type>>(),
-    )
-}
-
-fn dictionary_int64(seed: usize, len: usize) -> ArrayRef {
-    let mut builder = PrimitiveDictionaryBuilder::<UInt16Type, Int64Type>::new();
-    for v in values(seed, len) {
-        builder.append_option(v.map(|v| i64::usize_as(v % 3)));
-    }
-    Arc::new(builder.finish())
-}
-
-fn run_end_utf8(seed: usize, len: usize) -> ArrayRef {
-    let mut builder = StringRunBuilder::<Int32Type>::new();
-    // Pairs of equal neighbours make real runs; nulls stay where `values` puts them.
-    for (i, v) in values(seed, len).enumerate() {
-        builder.append_option(v.map(|_| text(seed + i / 2)));
-    }
-    Arc::new(builder.finish())
-}
-
-fn run_end_int64(seed: usize, len: usize) -> ArrayRef {
-    let mut builder = PrimitiveRunBuilder::<Int16Type, Int64Type>::new();
-    for (i, v) in values(seed, len).enumerate() {
-        builder.append_option(v.map(|_| i64::usize_as((seed + i) / 3)));
-    }
-    Arc::new(builder.finish())
-}
-
-fn union_fields() -> TestResult<UnionFields> {
-    Ok(UnionFields::try_new(
-        [0, 1],
-        [
-            Field::new("i", DataType::Int32, true),
-            Field::new("s", DataType::Utf8, true),
-        ],
-    )?)
-}
-
-fn sparse_union(seed: usize, len: usize) -> TestResult<ArrayRef> {
-    let rows: Vec<Option<usize>> = values(seed, len).collect();
-    let type_ids: ScalarBuffer<i8> = (seed..seed + len).map(|v| i8::from(v % 2 == 0)).collect();
-    let ints = rows.iter().map(|v| v.map(int32)).collect::<Int32Array>();
-    let strs = rows.iter().map(|v| v.map(text)).collect::<StringArray>();
-    Ok(Arc::new(UnionArray::try_new(
-        union_fields()?,
-        type_ids,
-        None,
-        vec![Arc::new(ints), Arc::new(strs)],
-    )?))
-}
-
-fn dense_union(seed: usize, len: usize) -> TestResult<ArrayRef> {
-    let mut type_ids = Vec::new();
-    let mut offsets = Vec::new();
-    let mut ints = Vec::new();
-    let mut strs = Vec::new();
-    for (i, v) in values(seed, len).enumerate() {
-        if (seed + i).is_multiple_of(2) {
-            type_ids.push(1_i8);
-            offsets.push(int32(strs.len()));
-            strs.push(v.map(text));
-        } else {
-            type_ids.push(0_i8);
-            offsets.push(int32(ints.len()));
-            ints.push(v.map(int32));
-        }
-    }
-    Ok(Arc::new(UnionArray::try_new(
-        union_fields()?,
-        type_ids.into(),
-        Some(offsets.into()),
-        vec![
-            Arc::new(Int32Array::from(ints)),
-            Arc::new(StringArray::from(strs)),
-        ],
-    )?))
-}
-
-/// `case!(name, make, key)` for an infallible `make`, `case!(try name, make, key)` for one that
-/// returns a `TestResult`.
-macro_rules! case {
-    (try $name:literal, $make:expr, $key:ident) => {
-        Case {
-            name: $name,
-            make: $make,
-            key: Key::$key,
-        }
-    };
-    ($name:literal, $make:expr, $key:ident) => {
-        Case {
-            name: $name,
-            make: |seed, len| Ok($make(seed, len)),
-            key: Key::$key,
-        }
-    };
-}
+/// The types whose column is a supported upsert key.
+const KEY_TYPES: &[&str] = &[
+    "Boolean",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    "UInt64",
+    "Utf8",
+    "LargeUtf8",
+    "Utf8View",
+    "Binary",
+    "LargeBinary",
+    "BinaryView",
+    "FixedSizeBinary",
+    "Date32",
+    "Date64",
+    "Timestamp(s)",
+    "Timestamp(ms)",
+    "Timestamp(us)",
+    "Timestamp(ns)",
+    "Timestamp(ns, tz)",
+];
 
 fn cases() -> Vec<Case> {
-    vec![
-        case!("Null", null, Unsupported),
-        case!("Boolean", boolean, Supported),
-        case!("Int8", prim::<Int8Type>, Supported),
-        case!("Int16", prim::<Int16Type>, Supported),
-        case!("Int32", prim::<Int32Type>, Supported),
-        case!("Int64", prim::<Int64Type>, Supported),
-        case!("UInt8", prim::<UInt8Type>, Supported),
-        case!("UInt16", prim::<UInt16Type>, Supported),
-        case!("UInt32", prim::<UInt32Type>, Supported),
-        case!("UInt64", prim::<UInt64Type>, Supported),
-        case!("Float16", prim::<Float16Type>, Unsupported),
-        case!("Float32", prim::<Float32Type>, Unsupported),
-        case!("Float64", prim::<Float64Type>, Unsupported),
-        case!("Utf8", utf8, Supported),
-        case!("LargeUtf8", large_utf8, Supported),
-        case!("Utf8View", utf8_view, Supported),
-        case!("Binary", binary, Supported),
-        case!("LargeBinary", large_binary, Supported),
-        case!("BinaryView", binary_view, Supported),
-        case!(try "FixedSizeBinary", fixed_size_binary, Supported),
-        case!("Date32", prim::<Date32Type>, Supported),
-        case!("Date64", prim::<Date64Type>, Supported),
-        case!("Time32(s)", prim::<Time32SecondType>, Unsupported),
-        case!("Time32(ms)", prim::<Time32MillisecondType>, Unsupported),
-        case!("Time64(us)", prim::<Time64MicrosecondType>, Unsupported),
-        case!("Time64(ns)", prim::<Time64NanosecondType>, Unsupported),
-        case!("Timestamp(s)", prim::<TimestampSecondType>, Supported),
-        case!("Timestamp(ms)", prim::<TimestampMillisecondType>, Supported),
-        case!("Timestamp(us)", prim::<TimestampMicrosecondType>, Supported),
-        case!("Timestamp(ns)", prim::<TimestampNanosecondType>, Supported),
-        case!("Timestamp(ns, tz)", timestamp_with_zone, Supported),
-        case!("Duration(s)", prim::<DurationSecondType>, Unsupported),
-        case!("Duration(ms)", prim::<DurationMillisecondType>, Unsupported),
-        case!("Duration(us)", prim::<DurationMicrosecondType>, Unsupported),
-        case!("Duration(ns)", prim::<DurationNanosecondType>, Unsupported),
-        case!(
-            "Interval(YearMonth)",
-            prim::<IntervalYearMonthType>,
-            Unsupported
-        ),
-        case!(
-            "Interval(DayTime)",
-            prim::<IntervalDayTimeType>,
-            Unsupported
-        ),
-        case!(
-            "Interval(MonthDayNano)",
-            prim::<IntervalMonthDayNanoType>,
-            Unsupported
-        ),
-        case!("Decimal32", prim::<Decimal32Type>, Unsupported),
-        case!("Decimal64", prim::<Decimal64Type>, Unsupported),
-        case!(try "Decimal128(10, 2)", decimal128, Unsupported),
-        case!("Decimal256", prim::<Decimal256Type>, Unsupported),
-        case!("List<Int32>", list, Unsupported),
-        case!("LargeList<Utf8>", large_list, Unsupported),
-        case!("FixedSizeList<Int32, 2>", fixed_size_list, Unsupported),
-        case!("ListView<Int32>", list_view, Unsupported),
-        case!("LargeListView<Int32>", large_list_view, Unsupported),
-        case!(try "Struct", structure, Unsupported),
-        case!(try "Map<Utf8, Int32>", map, Unsupported),
-        case!("Dictionary<Int8, Utf8>", dictionary_utf8, Unsupported),
-        case!("Dictionary<UInt16, Int64>", dictionary_int64, Unsupported),
-        case!("RunEndEncoded<Int32, Utf8>", run_end_utf8, Unsupported),
-        case!("RunEndEncoded<Int16, Int64>", run_end_int64, Unsupported),
-        case!(try "Union(Sparse)", sparse_union, Unsupported),
-        case!(try "Union(Dense)", dense_union, Unsupported),
-    ]
+    sample::types()
+        .into_iter()
+        .map(|sample| Case {
+            name: sample.name(),
+            sample,
+            key: if KEY_TYPES.contains(&sample.name()) {
+                Key::Supported
+            } else {
+                Key::Unsupported
+            },
+        })
+        .collect()
 }
 
 /// A batch `[id: Int64 not null, v: <type> nullable]`.
 fn batch(ids: impl IntoIterator<Item = i64>, column: ArrayRef) -> TestResult<RecordBatch> {
-    let schema = Schema::new(vec![
-        Field::new("id", DataType::Int64, false),
-        Field::new("v", column.data_type().clone(), true),
-    ]);
     let ids: Int64Array = ids.into_iter().collect();
-    Ok(RecordBatch::try_new(
-        Arc::new(schema),
-        vec![Arc::new(ids), column],
-    )?)
+    Ok(sample::with_ids(Arc::new(ids), column)?)
 }
 
 /// Asserts that row `i` of `out` equals `expected[i]` (a row of some input batch).
@@ -572,7 +229,7 @@ fn check_pair(case: &Case, a: &RecordBatch, b: &RecordBatch) -> TestResult {
 }
 
 fn check_case(case: &Case) -> TestResult {
-    let make = case.make;
+    let make = |seed, len| case.sample.column(seed, len);
     let fresh = batch(0..5, make(0, 5)?)?;
     let b = batch(100..104, make(100, 4)?)?;
     check_pair(case, &fresh, &b)?;
@@ -616,7 +273,7 @@ fn every_helper_on_every_data_type() {
 fn cases_cover_the_listed_types() {
     let types: Vec<DataType> = cases()
         .iter()
-        .map(|case| (case.make)(0, 1).unwrap().data_type().clone())
+        .map(|case| case.sample.column(0, 1).unwrap().data_type().clone())
         .collect();
     for wanted in [
         DataType::Null,

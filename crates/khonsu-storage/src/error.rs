@@ -1,6 +1,14 @@
 //! Errors of `khonsu-storage`.
 
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
 use snafu::{Location, Snafu};
+
+/// A boxed error of a backend (redb, fjall, a user's adapter), kept as the
+/// source of an [`Error`] so that no backend type appears in this crate's
+/// public API.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What a storage backend can report.
 #[derive(Debug, Snafu)]
@@ -18,13 +26,91 @@ pub enum Error {
         location: Location,
     },
 
-    /// Stored data could not be decoded during recovery.
-    #[snafu(display("stored data for key {key:?} is corrupt: {message}"))]
+    /// An operation of the embedded database behind an adapter failed.
+    #[snafu(display("{adapter} failed to {operation} {}", path.display()))]
+    Adapter {
+        /// The adapter (`redb`, `fjall`).
+        adapter: &'static str,
+        /// What it was doing.
+        operation: &'static str,
+        /// The file or directory it was working on.
+        path: PathBuf,
+        /// The backend's error.
+        #[snafu(source)]
+        error: BackendError,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A file-system operation failed.
+    #[snafu(display("could not {operation} {}", path.display()))]
+    Io {
+        /// What was being done.
+        operation: &'static str,
+        /// The file or directory.
+        path: PathBuf,
+        /// The operating system's error.
+        #[snafu(source)]
+        error: std::io::Error,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Another process (or another handle in this one) has the data
+    /// directory open.
+    #[snafu(display(
+        "the data directory {} is already open in another process or handle \
+         (its lock file {} is held); close that one first",
+        dir.display(),
+        lock.display()
+    ))]
+    Locked {
+        /// The data directory.
+        dir: PathBuf,
+        /// Its lock file.
+        lock: PathBuf,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The path does not hold a Khonsu store of the expected kind: a
+    /// foreign file, another program's directory, or a store of another
+    /// adapter. Nothing was changed.
+    #[snafu(display("{} is not a Khonsu store that this adapter can open: {reason}", path.display()))]
+    NotAStore {
+        /// The file or directory.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Stored data could not be decoded (damaged file, flipped bytes,
+    /// truncated value).
+    #[snafu(display("stored data in {} is corrupt at key {key}: {message}", path.display()))]
     Corrupt {
-        /// The key whose data is corrupt (lossy text form).
+        /// The file (or store) holding the data.
+        path: PathBuf,
+        /// The key whose data is corrupt, shortened for display.
         key: String,
         /// What is wrong with it.
         message: String,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A value cannot be stored: its batch cannot be encoded as Arrow IPC,
+    /// or it is too large. Raised when the value is written, before commit.
+    #[snafu(display("value cannot be stored: {reason}"))]
+    Unencodable {
+        /// Why.
+        reason: String,
         /// Where the error was raised.
         #[snafu(implicit)]
         location: Location,
@@ -47,7 +133,78 @@ impl Error {
         }
         .build()
     }
+
+    /// A corrupt value, for adapters outside this crate: `path` names the
+    /// file, `key` the key (shortened for display), `message` the damage.
+    #[must_use]
+    #[track_caller]
+    pub fn corrupt(path: impl Into<PathBuf>, key: &[u8], message: impl Into<String>) -> Self {
+        CorruptSnafu {
+            path: path.into(),
+            key: display_key(key),
+            message: message.into(),
+        }
+        .build()
+    }
+
+    /// Whether this error reports damaged or foreign data (as opposed to
+    /// an I/O failure or a lock held elsewhere).
+    #[must_use]
+    pub fn is_corruption(&self) -> bool {
+        matches!(self, Self::Corrupt { .. } | Self::NotAStore { .. })
+    }
 }
+
+/// A key as text for messages: printable ASCII as is, anything else in
+/// hex, and at most [`DISPLAY_KEY_BYTES`] bytes of it.
+///
+/// ```
+/// use khonsu_storage::display_key;
+/// assert_eq!(display_key(b"acct/7"), "\"acct/7\"");
+/// assert_eq!(display_key(&7_u64.to_be_bytes()), "0x0000000000000007");
+/// assert!(display_key(&[b'a'; 200]).ends_with("...(200 bytes)"));
+/// ```
+#[must_use]
+pub fn display_key(key: &[u8]) -> String {
+    let shown = key.get(..DISPLAY_KEY_BYTES).unwrap_or(key);
+    let mut out = if shown.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
+        format!("{:?}", String::from_utf8_lossy(shown))
+    } else {
+        let mut hex = String::with_capacity(2 + 2 * shown.len());
+        hex.push_str("0x");
+        for b in shown {
+            let _ = write!(hex, "{b:02x}");
+        }
+        hex
+    };
+    if key.len() > shown.len() {
+        let _ = write!(out, "...({} bytes)", key.len());
+    }
+    out
+}
+
+/// The most bytes of a key [`display_key`] shows.
+pub const DISPLAY_KEY_BYTES: usize = 48;
 
 /// Result alias of `khonsu-storage`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Runs `f`, turning a panic inside the embedded database (which redb and
+/// fjall raise on some damaged files, where an error was due) into a
+/// corruption error naming the file. A panic must not reach the caller of a
+/// storage adapter.
+pub(crate) fn guard<T>(file: &std::path::Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(ToString::to_string)
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic without a message".to_owned());
+        CorruptSnafu {
+            path: file,
+            key: "-".to_owned(),
+            message: format!("the embedded database panicked while trying to {what} it: {message}"),
+        }
+        .fail()
+    })
+}

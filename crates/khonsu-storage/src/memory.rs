@@ -7,19 +7,26 @@ use arrow_array::RecordBatch;
 use crossbeam_skiplist::SkipMap;
 use khonsu_core::{Key, Timestamp};
 
-use crate::{RecoveredEntry, RecoveredState, Result, Storage, StorageMutation};
+use crate::{
+    RecoveredEntry, RecoveredState, Result, Storage, StorageMutation, StorageStats, WriteFailure,
+    WriteGroup,
+};
 
 /// A `Storage` that keeps the latest committed value of every key in a
 /// lock-free `SkipMap`.
 ///
 /// It survives as long as the `Arc` holding it: hand the same instance to a
-/// new `Khonsu` to "restart" from it. Useful in tests and as the reference
-/// behaviour durable adapters are checked against; it is not durable.
+/// new `Khonsu` to "restart" from it. It is the test double and the
+/// reference behaviour durable adapters are checked against; it is **not
+/// durable**, and it keeps the batches themselves (it ignores their
+/// encoding, so a restart from it does not exercise the codec).
 #[derive(Debug, Default)]
 pub struct MemoryStorage {
     // value: (commit ts, batch or tombstone)
     data: SkipMap<Key, (Timestamp, Option<Arc<RecordBatch>>)>,
     last_commit_ts: AtomicU64,
+    writes: AtomicU64,
+    commits: AtomicU64,
 }
 
 impl MemoryStorage {
@@ -58,21 +65,37 @@ impl MemoryStorage {
 }
 
 impl Storage for MemoryStorage {
-    fn apply(&self, commit_ts: Timestamp, mutations: &[StorageMutation]) -> Result<()> {
-        for mutation in mutations {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+
+    fn write(&self, group: WriteGroup<'_>) -> Result<(), WriteFailure> {
+        for (commit_ts, mutation) in group.mutations() {
             let value = match mutation {
                 StorageMutation::Put { batch, .. } => Some(Arc::clone(batch)),
                 StorageMutation::Delete { .. } => None,
             };
-            // Same-key calls arrive in timestamp order, but keep the newest
+            // Same-key writes arrive in timestamp order, but keep the newest
             // anyway: never let an older commit overwrite a newer one.
             self.data
                 .compare_insert(mutation.key().clone(), (commit_ts, value), |old| {
                     old.0 <= commit_ts
                 });
         }
-        self.last_commit_ts.fetch_max(commit_ts, Ordering::SeqCst);
+        self.last_commit_ts
+            .fetch_max(group.last_commit_ts(), Ordering::SeqCst);
+        self.writes.fetch_add(1, Ordering::Relaxed);
+        self.commits
+            .fetch_add(group.len() as u64, Ordering::Relaxed);
         Ok(())
+    }
+
+    fn stats(&self) -> StorageStats {
+        StorageStats {
+            writes: self.writes.load(Ordering::Relaxed),
+            commits: self.commits.load(Ordering::Relaxed),
+            ..StorageStats::default()
+        }
     }
 
     fn recover(&self) -> Result<RecoveredState> {
@@ -88,10 +111,7 @@ impl Storage for MemoryStorage {
                 })
             })
             .collect();
-        Ok(RecoveredState {
-            last_commit_ts: self.last_commit_ts(),
-            entries,
-        })
+        Ok(RecoveredState::new(self.last_commit_ts(), entries))
     }
 }
 
@@ -106,27 +126,27 @@ mod tests {
         )
     }
 
+    fn apply(s: &MemoryStorage, commit_ts: Timestamp, mutations: Vec<StorageMutation>) {
+        let record = crate::CommitRecord {
+            commit_ts,
+            mutations,
+        };
+        s.write(WriteGroup::new(&[&record])).unwrap();
+    }
+
     #[test]
     fn keeps_the_newest_value_per_key_and_drops_deletes() {
         let s = MemoryStorage::new();
-        let put = |k: &str, v| StorageMutation::Put {
-            key: Key::from(k),
-            batch: batch(v),
-        };
-        s.apply(2, &[put("a", 2), put("b", 2)]).unwrap();
-        s.apply(1, &[put("a", 1)]).unwrap(); // late, older: ignored
-        s.apply(
-            3,
-            &[StorageMutation::Delete {
-                key: Key::from("b"),
-            }],
-        )
-        .unwrap();
+        let put = |k: &str, v| StorageMutation::put(k, batch(v)).unwrap();
+        apply(&s, 2, vec![put("a", 2), put("b", 2)]);
+        apply(&s, 1, vec![put("a", 1)]); // late, older: ignored
+        apply(&s, 3, vec![StorageMutation::delete("b")]);
         assert_eq!(s.get("a").map(|(ts, _)| ts), Some(2));
         assert!(s.get("b").is_none());
         let state = s.recover().unwrap();
         assert_eq!(state.last_commit_ts, 3);
         assert_eq!(state.entries.len(), 1);
         assert_eq!(s.len(), 1);
+        assert_eq!(s.stats().writes, 3);
     }
 }

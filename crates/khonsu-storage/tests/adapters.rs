@@ -1,0 +1,149 @@
+//! Every adapter against the `Storage` contract (`khonsu_storage::conformance`), and the
+//! damage an adapter must report rather than trust: foreign files, other adapters' stores,
+//! a second open, a missing data file.
+
+use std::sync::Arc;
+
+use khonsu_storage::{Error, MemoryStorage, RedbStorage, Storage, conformance};
+
+fn report(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        source = s.source();
+    }
+    out
+}
+
+#[test]
+fn redb_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Err(e) = conformance::check_adapter(|| RedbStorage::open(dir.path())) {
+        panic!("{e}");
+    }
+}
+
+#[cfg(feature = "fjall")]
+#[test]
+fn fjall_conforms() {
+    let dir = tempfile::tempdir().unwrap();
+    if let Err(e) = conformance::check_adapter(|| khonsu_storage::FjallStorage::open(dir.path())) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn memory_conforms() {
+    // A restart of the memory store is the same instance handed over again.
+    let store = Arc::new(MemoryStorage::new());
+    if let Err(e) = conformance::check_adapter(|| Ok(Arc::clone(&store))) {
+        panic!("{e}");
+    }
+}
+
+#[test]
+fn a_second_open_of_one_directory_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = RedbStorage::open(dir.path()).unwrap();
+    let err = RedbStorage::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::Locked { .. }), "{err:?}");
+    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+    drop(first);
+    RedbStorage::open(dir.path()).unwrap();
+}
+
+#[test]
+fn a_directory_of_other_files_is_not_taken_over() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+    let err = RedbStorage::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::NotAStore { .. }), "{}", report(&err));
+    assert!(err.to_string().contains("notes.txt"), "{err}");
+    // Nothing was created beside the user's file.
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names, ["notes.txt"]);
+}
+
+#[test]
+fn a_foreign_file_in_place_of_the_database_is_refused() {
+    for contents in [&b"definitely not a redb file, just some bytes"[..], &[0_u8; 8192][..]] {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("data.redb");
+        std::fs::write(&file, contents).unwrap();
+        let err = RedbStorage::open(dir.path()).unwrap_err();
+        assert!(err.is_corruption(), "{}", report(&err));
+        assert!(report(&err).contains("data.redb"), "{}", report(&err));
+        assert_eq!(std::fs::read(&file).unwrap(), contents, "the foreign file was changed");
+    }
+}
+
+#[test]
+fn a_foreign_redb_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.redb");
+    {
+        let db = redb::Database::create(&file).unwrap();
+        let txn = db.begin_write().unwrap();
+        {
+            let table: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("users");
+            txn.open_table(table).unwrap().insert("ada", 1).unwrap();
+        }
+        txn.commit().unwrap();
+    }
+    let err = RedbStorage::open(dir.path()).unwrap_err();
+    assert!(matches!(err, Error::NotAStore { .. }), "{}", report(&err));
+    assert!(err.to_string().contains("users"), "{err}");
+}
+
+#[test]
+fn a_store_whose_data_file_is_gone_is_not_silently_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(RedbStorage::open(dir.path()).unwrap());
+    std::fs::remove_file(dir.path().join("data.redb")).unwrap();
+    let err = RedbStorage::open(dir.path()).unwrap_err();
+    assert!(err.is_corruption(), "{}", report(&err));
+    assert!(err.to_string().contains("missing"), "{err}");
+}
+
+#[cfg(feature = "fjall")]
+#[test]
+fn a_store_of_one_adapter_is_not_opened_by_another() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(RedbStorage::open(dir.path()).unwrap());
+    let err = khonsu_storage::FjallStorage::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("redb store"), "{}", report(&err));
+    let dir = tempfile::tempdir().unwrap();
+    drop(khonsu_storage::FjallStorage::open(dir.path()).unwrap());
+    let err = RedbStorage::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("fjall store"), "{}", report(&err));
+}
+
+#[test]
+fn a_manifest_of_a_newer_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(RedbStorage::open(dir.path()).unwrap());
+    std::fs::write(
+        dir.path().join("KHONSU"),
+        "khonsu data directory\nformat 99\nadapter redb\n",
+    )
+    .unwrap();
+    let err = RedbStorage::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("format is 99"), "{err}");
+}
+
+#[test]
+fn unencodable_values_are_refused_by_check_value() {
+    let store = MemoryStorage::new();
+    let inner: arrow_array::DictionaryArray<arrow_array::types::Int8Type> =
+        ["a"].into_iter().collect();
+    let nested = arrow_array::DictionaryArray::<arrow_array::types::Int8Type>::try_new(
+        arrow_array::Int8Array::from(vec![0]),
+        Arc::new(inner),
+    )
+    .unwrap();
+    let batch = arrow_array::RecordBatch::try_from_iter([("d", Arc::new(nested) as _)]).unwrap();
+    let err = store.check_value(&batch).unwrap_err();
+    assert!(matches!(err, Error::Unencodable { .. }), "{err:?}");
+}
