@@ -5,25 +5,23 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use khonsu::Timestamp;
 use khonsu::prelude::*;
-use khonsu::storage::RecoveredState;
+use khonsu::storage::{RecoveredState, WriteFailure, WriteGroup};
 use khonsu_tests::*;
 
-/// A storage whose `apply` always fails.
+/// A storage whose every write fails, writing nothing.
 #[derive(Debug)]
 struct BrokenStorage;
 
 impl Storage for BrokenStorage {
-    fn apply(&self, _: Timestamp, _: &[StorageMutation]) -> khonsu::storage::Result<()> {
-        Err(khonsu::storage::Error::backend("disk on fire"))
+    fn write(&self, _: WriteGroup<'_>) -> Result<(), WriteFailure> {
+        Err(WriteFailure::NothingWritten(
+            khonsu::storage::Error::backend("disk on fire"),
+        ))
     }
 
     fn recover(&self) -> khonsu::storage::Result<RecoveredState> {
-        Ok(RecoveredState {
-            last_commit_ts: 0,
-            entries: Vec::new(),
-        })
+        Ok(RecoveredState::default())
     }
 }
 

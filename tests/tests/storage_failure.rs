@@ -1,72 +1,121 @@
-//! Storage integration: `Storage::apply` is called inside the commit with the commit timestamp
-//! and exactly the committed mutations; a failing `apply` aborts the commit with a non-conflict
-//! `Error::Storage`, leaves nothing visible and the db keeps working; `build()` recovers data and
-//! the clock.
+//! Storage integration, through a failure-injecting double: the storage sees exactly the
+//! committed mutations, each group of commits in one write; a write that fails and wrote
+//! nothing aborts exactly its transactions (non-conflict `Error::Storage`), leaves nothing
+//! visible, and the database keeps working; a write whose outcome is unknown makes the
+//! database refuse commits until it is reopened; a panicking adapter is an unknown outcome, not
+//! a hang; nothing is visible before its write returns; `build()` and `Khonsu::new` recover data
+//! and the clock, so no commit is acknowledged and then lost to older data.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 use khonsu::Timestamp;
 use khonsu::prelude::*;
-use khonsu::storage::{RecoveredEntry, RecoveredState};
+use khonsu::storage::{RecoveredEntry, RecoveredState, WriteFailure, WriteGroup};
 use khonsu_tests::*;
 
 /// One mutation as the storage saw it: key and the rows of a put, `None` for a delete.
 type Seen = (Key, Option<Vec<i64>>);
 
-/// A storage that records every `apply`, forwards to a `MemoryStorage`, and fails on demand.
+/// How the double answers the next writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Mode {
+    Succeed,
+    /// Fails, having written nothing.
+    FailNothingWritten,
+    /// Fails after writing the group: the outcome a failed sync leaves.
+    FailOutcomeUnknown,
+    /// Panics inside `write`.
+    Panic,
+}
+
+/// A storage that records every write, forwards to a `MemoryStorage`, and fails on demand.
 #[derive(Debug)]
 struct FlakyStorage {
     inner: MemoryStorage,
-    fail: AtomicBool,
+    mode: Mutex<Mode>,
+    /// Fail (nothing written) every write whose number is a multiple of this (0: never).
+    fail_every: AtomicU64,
     fail_recover: AtomicBool,
-    applies: AtomicUsize,
+    writes: AtomicUsize,
+    /// Recorded successful commits, mutations sorted by key.
     log: Mutex<Vec<(Timestamp, Vec<Seen>)>>,
+    /// Sizes of the successful writes.
+    groups: Mutex<Vec<usize>>,
 }
 
 impl FlakyStorage {
     fn new() -> Arc<Self> {
         Arc::new(Self {
             inner: MemoryStorage::new(),
-            fail: AtomicBool::new(false),
+            mode: Mutex::new(Mode::Succeed),
+            fail_every: AtomicU64::new(0),
             fail_recover: AtomicBool::new(false),
-            applies: AtomicUsize::new(0),
+            writes: AtomicUsize::new(0),
             log: Mutex::new(Vec::new()),
+            groups: Mutex::new(Vec::new()),
         })
     }
 
-    fn set_fail(&self, fail: bool) {
-        self.fail.store(fail, Ordering::SeqCst);
+    fn set_mode(&self, mode: Mode) {
+        *lock(&self.mode) = mode;
     }
 
-    /// The recorded non-empty applies, mutations sorted by key.
     fn log(&self) -> Vec<(Timestamp, Vec<Seen>)> {
-        lock(&self.log).clone()
+        let mut log = lock(&self.log).clone();
+        log.sort_by_key(|(ts, _)| *ts);
+        log
     }
 }
 
+fn seen(group: &WriteGroup<'_>) -> Vec<(Timestamp, Vec<Seen>)> {
+    group
+        .commits()
+        .map(|c| {
+            let mut seen: Vec<Seen> = c
+                .mutations
+                .iter()
+                .map(|m| match m {
+                    StorageMutation::Put { key, batch, .. } => (key.clone(), Some(values(batch))),
+                    StorageMutation::Delete { key } => (key.clone(), None),
+                })
+                .collect();
+            seen.sort();
+            (c.commit_ts, seen)
+        })
+        .collect()
+}
+
 impl Storage for FlakyStorage {
-    fn apply(
-        &self,
-        commit_ts: Timestamp,
-        mutations: &[StorageMutation],
-    ) -> khonsu::storage::Result<()> {
-        self.applies.fetch_add(1, Ordering::SeqCst);
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(khonsu::storage::Error::backend("injected apply failure"));
+    fn name(&self) -> &'static str {
+        "flaky"
+    }
+
+    fn write(&self, group: WriteGroup<'_>) -> Result<(), WriteFailure> {
+        let n = self.writes.fetch_add(1, Ordering::SeqCst) as u64 + 1;
+        let every = self.fail_every.load(Ordering::SeqCst);
+        if every != 0 && n.is_multiple_of(every) {
+            return Err(WriteFailure::NothingWritten(
+                khonsu::storage::Error::backend(format!("injected failure of write {n}")),
+            ));
         }
-        let mut seen: Vec<Seen> = mutations
-            .iter()
-            .map(|m| match m {
-                StorageMutation::Put { key, batch } => (key.clone(), Some(values(batch))),
-                StorageMutation::Delete { key } => (key.clone(), None),
-            })
-            .collect();
-        seen.sort();
-        if !seen.is_empty() {
-            lock(&self.log).push((commit_ts, seen));
+        let mode = *lock(&self.mode);
+        let backend = |what: &str| khonsu::storage::Error::backend(format!("injected {what}"));
+        match mode {
+            Mode::Succeed => {}
+            Mode::FailNothingWritten => {
+                return Err(WriteFailure::NothingWritten(backend("write failure")));
+            }
+            Mode::FailOutcomeUnknown => {
+                // The data reached the store, but the caller cannot know it.
+                self.inner.write(group)?;
+                return Err(WriteFailure::OutcomeUnknown(backend("fsync failure")));
+            }
+            Mode::Panic => panic!("injected panic in Storage::write"),
         }
-        self.inner.apply(commit_ts, mutations)
+        lock(&self.log).extend(seen(&group));
+        lock(&self.groups).push(group.len());
+        self.inner.write(group)
     }
 
     fn recover(&self) -> khonsu::storage::Result<RecoveredState> {
@@ -98,27 +147,28 @@ fn assert_storage_error(err: &khonsu::Error, ctx: &str) {
         matches!(err, khonsu::Error::Storage { .. }),
         "{ctx}: expected Error::Storage, got {err:?}"
     );
+    let report = snafu::Report::from_error(err).to_string();
+    assert!(
+        report.contains("injected"),
+        "{ctx}: the cause is named: {report}"
+    );
 }
 
 #[test]
-fn failed_apply_aborts_commit_and_db_keeps_working() {
+fn failed_write_aborts_commit_and_db_keeps_working() {
     for iso in LEVELS {
         let ctx = format!("{iso:?}");
         let store = FlakyStorage::new();
         let db = db_on(store.clone(), iso, ConflictResolution::Fail);
         let c0 = seed_values(&db, &[("a", 1), ("b", 2)]);
 
-        store.set_fail(true);
+        store.set_mode(Mode::FailNothingWritten);
         let mut t = db.start_transaction();
         write(&mut t, "a", 10);
         write(&mut t, "c", 30);
         delete(&mut t, "b");
         let err = expect_err(t.commit(), &ctx);
         assert_storage_error(&err, &ctx);
-        assert!(
-            store.applies.load(Ordering::SeqCst) >= 2,
-            "{ctx}: apply was called for the failed commit"
-        );
         assert_eq!(
             committed_all(&db),
             vec![(key("a"), 1), (key("b"), 2)],
@@ -130,7 +180,7 @@ fn failed_apply_aborts_commit_and_db_keeps_working() {
             "{ctx}"
         );
 
-        store.set_fail(false);
+        store.set_mode(Mode::Succeed);
         // The same keys commit afterwards with Fail: the failed transaction left no intents.
         let mut t = db.start_transaction();
         let a = read_some(&mut t, "a");
@@ -164,12 +214,12 @@ fn failed_commit_does_not_conflict_with_concurrent_transactions() {
         let mut reader = db.start_transaction();
         assert_eq!(read(&mut reader, "b"), Some(2));
 
-        store.set_fail(true);
+        store.set_mode(Mode::FailNothingWritten);
         let mut failing = db.start_transaction();
         write(&mut failing, "a", 10);
         write(&mut failing, "b", 20);
         assert_storage_error(&expect_err(failing.commit(), &ctx), &ctx);
-        store.set_fail(false);
+        store.set_mode(Mode::Succeed);
 
         write(&mut blind, "a", 100);
         commit(blind);
@@ -184,8 +234,8 @@ fn failed_commit_does_not_conflict_with_concurrent_transactions() {
 }
 
 /// The storage sees exactly the committed mutations, each with its commit timestamp; aborted,
-/// rolled-back and read-only transactions contribute nothing; Ignore drops the ignored key; Append
-/// persists the merged batch. (Calls with an empty mutation list are tolerated and not recorded.)
+/// rolled-back and read-only transactions contribute nothing; Ignore drops the ignored key (and a
+/// transaction whose every write was ignored writes nothing); Append persists the merged batch.
 #[test]
 fn storage_receives_exactly_committed_mutations() {
     let store = FlakyStorage::new();
@@ -232,9 +282,9 @@ fn storage_receives_exactly_committed_mutations() {
     commit(r);
 
     // Ignore: the ignored key is not persisted, the rest is
-    let mut ig = db.start_transaction_with(
-        TransactionOptions::new().conflict_resolution(ConflictResolution::Ignore),
-    );
+    let ignoring = TransactionOptions::new().conflict_resolution(ConflictResolution::Ignore);
+    let mut ig = db.start_transaction_with(ignoring);
+    let mut all_ignored = db.start_transaction_with(ignoring);
     let mut t = db.start_transaction();
     write(&mut t, "b", 21);
     let c = commit(t);
@@ -244,6 +294,14 @@ fn storage_receives_exactly_committed_mutations() {
     let c = commit(ig);
     assert_eq!(c.ignored, vec![key("b")]);
     expected.push((c.commit_ts, vec![put("d", &[4])]));
+    write(&mut all_ignored, "b", 23);
+    let writes_before = store.writes.load(Ordering::SeqCst);
+    assert_eq!(commit(all_ignored).ignored, vec![key("b")]);
+    assert_eq!(
+        store.writes.load(Ordering::SeqCst),
+        writes_before,
+        "a commit whose every write was ignored writes nothing"
+    );
 
     // Append: the merged batch is persisted
     let mut ap = db.start_transaction_with(
@@ -259,11 +317,6 @@ fn storage_receives_exactly_committed_mutations() {
     expected.push((c.commit_ts, vec![put("d", &[40, 41])]));
 
     assert_eq!(store.log(), expected);
-    let ts: Vec<Timestamp> = store.log().iter().map(|(ts, _)| *ts).collect();
-    assert!(
-        ts.windows(2).all(|w| w[0] < w[1]),
-        "commit ts strictly increasing: {ts:?}"
-    );
 
     // And the MemoryStorage behind it holds exactly the committed state.
     assert_eq!(store.inner.len(), 3);
@@ -274,14 +327,296 @@ fn storage_receives_exactly_committed_mutations() {
     assert!(store.inner.get(b"c").is_none());
 }
 
+/// A failed `fsync` leaves the outcome unknown: the commit reports it, nothing of it is
+/// visible, and every later commit is refused with a clear error until the database is
+/// reopened; reads keep working; reopened, the database holds what the storage holds.
+#[test]
+fn an_unknown_outcome_refuses_commits_until_reopened() {
+    let store = FlakyStorage::new();
+    let db = db_on(
+        store.clone(),
+        TransactionIsolation::Serializable,
+        ConflictResolution::Fail,
+    );
+    seed_values(&db, &[("a", 1)]);
+    store.set_mode(Mode::FailOutcomeUnknown);
+    let mut t = db.start_transaction();
+    write(&mut t, "a", 2);
+    let err = expect_err(t.commit(), "unknown outcome");
+    assert!(
+        matches!(err, khonsu::Error::StorageOutcomeUnknown { .. }),
+        "{err:?}"
+    );
+    assert!(!err.is_conflict());
+    assert!(err.to_string().contains("unknown"), "{err}");
+    assert_eq!(committed(&db, "a"), Some(1), "not visible");
+    assert!(db.durability_stats().unwrap().unusable);
+
+    // Even with a healthy storage again, the engine does not guess.
+    store.set_mode(Mode::Succeed);
+    for k in ["a", "b"] {
+        let mut t = db.start_transaction();
+        write(&mut t, k, 3);
+        let err = expect_err(t.commit(), "commit after an unknown outcome");
+        assert!(
+            matches!(err, khonsu::Error::StorageUnusable { .. }),
+            "{err:?}"
+        );
+        assert!(
+            snafu::Report::from_error(&err)
+                .to_string()
+                .contains("reopened"),
+            "{err}"
+        );
+    }
+    // Read-only transactions are not commits to storage: they still work.
+    let mut r = db.start_transaction();
+    assert_eq!(read(&mut r, "a"), Some(1));
+    commit(r);
+    drop(db);
+
+    // Reopened: the write did reach the store (this double wrote it), so it is there.
+    let db = db_on(
+        store.clone(),
+        TransactionIsolation::Serializable,
+        ConflictResolution::Fail,
+    );
+    assert_eq!(committed(&db, "a"), Some(2));
+    let mut t = db.start_transaction();
+    write(&mut t, "b", 4);
+    commit(t);
+    assert_eq!(committed(&db, "b"), Some(4));
+}
+
+/// An adapter that panics in `write` must neither unwind through `commit` nor leave the other
+/// committers of its group waiting forever: it is an unknown outcome.
+#[test]
+fn a_panicking_adapter_is_an_unknown_outcome_not_a_hang() {
+    let store = FlakyStorage::new();
+    let db = db_on(
+        store.clone(),
+        TransactionIsolation::RepeatableRead,
+        ConflictResolution::Fail,
+    );
+    store.set_mode(Mode::Panic);
+    let results: Vec<khonsu::Error> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..4_u64)
+            .map(|i| {
+                let db = db.clone();
+                s.spawn(move || {
+                    let mut t = db.start_transaction();
+                    write(&mut t, i, 1);
+                    t.commit().unwrap_err()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for err in results {
+        assert!(
+            matches!(
+                err,
+                khonsu::Error::StorageOutcomeUnknown { .. } | khonsu::Error::StorageUnusable { .. }
+            ),
+            "{err:?}"
+        );
+    }
+    assert!(committed_all(&db).is_empty());
+}
+
+/// A storage that fails every Nth write while threads run transfers: every transfer that
+/// committed is stored, none that failed is, money is conserved in memory and on "disk", and
+/// the database keeps committing after each failure. Seeded, bounded by a transfer count.
+#[test]
+fn a_storage_failing_every_nth_write_keeps_every_invariant() {
+    const ACCOUNTS: usize = 16;
+    const TRANSFERS_PER_THREAD: u64 = 300;
+    let seed = seed("a_storage_failing_every_nth_write_keeps_every_invariant");
+    for group_commit in [true, false] {
+        let store = FlakyStorage::new();
+        let db = ok(
+            Khonsu::builder()
+                .storage(store.clone())
+                .group_commit(group_commit)
+                .build(),
+            "build",
+        );
+        let initial: Vec<(u64, i64)> = (0..ACCOUNTS as u64).map(|a| (a, 100)).collect();
+        seed_values(&db, &initial);
+        store.fail_every.store(7, Ordering::SeqCst);
+        let failures = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for thread in 0..4_u64 {
+                let (db, failures) = (db.clone(), &failures);
+                s.spawn(move || {
+                    let mut rng = Rng::new(seed ^ thread);
+                    let mut done = 0;
+                    while done < TRANSFERS_PER_THREAD {
+                        let (from, to) = rng.two_distinct(ACCOUNTS);
+                        let result = db.atomically(|t| {
+                            let a = t.read(key(from as u64))?.map_or(0, |b| value(&b));
+                            let b = t.read(key(to as u64))?.map_or(0, |b| value(&b));
+                            let amount = a.min(5);
+                            t.write(from as u64, batch(a - amount))?;
+                            t.write(to as u64, batch(b + amount))
+                        });
+                        match result {
+                            Ok(()) => done += 1,
+                            Err(khonsu::Error::Storage { .. }) => {
+                                failures.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => fail("transfer", e),
+                        }
+                    }
+                });
+            }
+        });
+        let ctx = format!("group commit {group_commit}, seed {seed}");
+        assert!(
+            failures.load(Ordering::Relaxed) > 0,
+            "{ctx}: no write failed"
+        );
+        let live = committed_all(&db);
+        let total: i64 = live.iter().map(|(_, v)| v).sum();
+        assert_eq!(
+            total,
+            100 * int(ACCOUNTS),
+            "{ctx}: money conserved in memory"
+        );
+        // The storage holds exactly the live state: every acknowledged transfer, no failed one.
+        let stored: Vec<(Key, i64)> = store
+            .inner
+            .recover()
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| (e.key.clone(), value(&e.batch)))
+            .collect();
+        assert_eq!(stored, live, "{ctx}: storage equals memory");
+        // Stays usable.
+        let mut t = db.start_transaction();
+        write(&mut t, "after", 1);
+        store.fail_every.store(0, Ordering::SeqCst);
+        commit(t);
+    }
+}
+
+/// A storage whose writes wait at a gate the test opens.
+#[derive(Debug, Default)]
+struct GatedStorage {
+    inner: MemoryStorage,
+    /// (writes that reached the gate, gate open)
+    state: Mutex<(usize, bool)>,
+    changed: Condvar,
+}
+
+impl GatedStorage {
+    fn wait_for_writes(&self, n: usize) {
+        let mut state = lock(&self.state);
+        while state.0 < n {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+
+    fn open(&self) {
+        lock(&self.state).1 = true;
+        self.changed.notify_all();
+    }
+}
+
+impl Storage for GatedStorage {
+    fn write(&self, group: WriteGroup<'_>) -> Result<(), WriteFailure> {
+        let mut state = lock(&self.state);
+        state.0 += 1;
+        self.changed.notify_all();
+        while !state.1 {
+            state = self
+                .changed
+                .wait(state)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+        drop(state);
+        self.inner.write(group)
+    }
+
+    fn recover(&self) -> khonsu::storage::Result<RecoveredState> {
+        self.inner.recover()
+    }
+}
+
+/// Nothing is visible before its storage write returns: while the write is held at a gate, no
+/// reader sees the commit (at any level) and the visible timestamp has not reached it; commits
+/// that arrive meanwhile queue and go down together in the next write.
+#[test]
+fn nothing_is_visible_before_it_is_durable_and_waiting_commits_share_a_write() {
+    let store = Arc::new(GatedStorage::default());
+    let db = ok(Khonsu::builder().storage(store.clone()).build(), "build");
+    std::thread::scope(|s| {
+        let first = {
+            let db = db.clone();
+            s.spawn(move || {
+                let mut t = db.start_transaction();
+                write(&mut t, "k", 1);
+                t.commit().unwrap().commit_ts
+            })
+        };
+        store.wait_for_writes(1);
+        for iso in LEVELS {
+            let mut r = db.start_transaction_with(TransactionOptions::new().isolation(iso));
+            assert_eq!(read(&mut r, "k"), None, "{iso:?}: visible before durable");
+        }
+        // Three more commits arrive while the first write is in flight.
+        let later: Vec<_> = (0..3_u64)
+            .map(|i| {
+                let db = db.clone();
+                s.spawn(move || {
+                    let mut t = db.start_transaction();
+                    write(&mut t, i, 1);
+                    t.commit().unwrap().commit_ts
+                })
+            })
+            .collect();
+        // They queue behind the first write; none is written while it is in flight.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while db.durability_stats().unwrap().group.waiting < 3 {
+            assert!(std::time::Instant::now() < deadline, "commits never queued");
+            std::thread::yield_now();
+        }
+        assert_eq!(lock(&store.state).0, 1, "one write in flight");
+        assert_eq!(db.visible_ts(), 0, "nothing visible yet");
+        store.open();
+        let ts = first.join().unwrap();
+        let mut later_ts: Vec<u64> = later.into_iter().map(|h| h.join().unwrap()).collect();
+        later_ts.sort_unstable();
+        assert!(later_ts.iter().all(|t| *t > ts));
+    });
+    assert_eq!(committed(&db, "k"), Some(1));
+    let stats = db.durability_stats().unwrap();
+    assert_eq!(
+        (
+            stats.group.groups,
+            stats.group.commits,
+            stats.group.largest_group
+        ),
+        (2, 4, 3),
+        "the three queued commits went down in one write: {stats:?}"
+    );
+}
+
 /// `Khonsu::new` with a `MemoryStorage` persists commits with their timestamps.
 #[test]
 fn memory_storage_via_new() {
     let mem = Arc::new(MemoryStorage::new());
-    let db = Khonsu::new(
-        mem.clone(),
-        TransactionIsolation::RepeatableRead,
-        ConflictResolution::Fail,
+    let db = ok(
+        Khonsu::new(
+            mem.clone(),
+            TransactionIsolation::RepeatableRead,
+            ConflictResolution::Fail,
+        ),
+        "Khonsu::new",
     );
     let c1 = seed_values(&db, &[("a", 1), ("b", 2)]);
     let mut t = db.start_transaction();
@@ -293,6 +628,52 @@ fn memory_storage_via_new() {
     let (ts, b) = mem.get(b"b").unwrap();
     assert_eq!((ts, values(&b)), (c2.commit_ts, vec![3]));
     assert!(c2.commit_ts > c1.commit_ts);
+}
+
+/// Found by review: `Khonsu::new` over a storage that already held data started the clock at 0,
+/// so a new commit was acknowledged at ts 1 and lost, on the next recovery, to the older value
+/// stored at a higher timestamp. `new` recovers now: the new commit is above every stored one,
+/// and survives the next recovery.
+#[test]
+fn khonsu_new_over_stored_data_recovers_it_and_never_loses_a_new_commit() {
+    let mem = Arc::new(MemoryStorage::new());
+    {
+        let db = db_on(
+            mem.clone(),
+            TransactionIsolation::Serializable,
+            ConflictResolution::Fail,
+        );
+        for v in 0..5 {
+            seed_values(&db, &[("k", v)]);
+        }
+    }
+    let stored_ts = mem.last_commit_ts();
+    let db = ok(
+        Khonsu::new(
+            mem.clone(),
+            TransactionIsolation::Serializable,
+            ConflictResolution::Fail,
+        ),
+        "Khonsu::new over data",
+    );
+    assert_eq!(
+        committed(&db, "k"),
+        Some(4),
+        "new recovered the stored value"
+    );
+    let c = seed_values(&db, &[("k", 100)]);
+    assert!(c.commit_ts > stored_ts, "{} <= {stored_ts}", c.commit_ts);
+    drop(db);
+    let db = db_on(
+        mem.clone(),
+        TransactionIsolation::Serializable,
+        ConflictResolution::Fail,
+    );
+    assert_eq!(
+        committed(&db, "k"),
+        Some(100),
+        "the acknowledged commit survived"
+    );
 }
 
 #[test]
@@ -347,21 +728,21 @@ fn recovery_restores_data_and_clock() {
 struct FixedStorage;
 
 impl Storage for FixedStorage {
-    fn apply(&self, _: Timestamp, _: &[StorageMutation]) -> khonsu::storage::Result<()> {
+    fn write(&self, _: WriteGroup<'_>) -> Result<(), WriteFailure> {
         Ok(())
     }
 
     fn recover(&self) -> khonsu::storage::Result<RecoveredState> {
-        Ok(RecoveredState {
-            last_commit_ts: 1_000,
-            entries: (0..10_u32)
+        Ok(RecoveredState::new(
+            1_000,
+            (0..10_u32)
                 .map(|i| RecoveredEntry {
                     key: key(u64::from(i)),
                     commit_ts: 500 + u64::from(i),
                     batch: Arc::new(batch(i64::from(i) * 10)),
                 })
                 .collect(),
-        })
+        ))
     }
 }
 
@@ -398,4 +779,5 @@ fn recovery_failure_is_an_error() {
     let r = Khonsu::builder().storage(storage).build();
     let err = expect_err(r, "build with failing recover");
     assert!(!err.is_conflict(), "{err:?}");
+    assert!(matches!(err, khonsu::Error::Recovery { .. }), "{err:?}");
 }

@@ -86,8 +86,8 @@ impl EncodedValue {
     /// is larger than [`MAX_VALUE_BYTES`].
     pub fn encode(batch: &RecordBatch) -> Result<Self> {
         check_size(batch)?;
-        let mut writer = StreamWriter::try_new(Vec::new(), batch.schema_ref())
-            .map_err(|e| unencodable(&e))?;
+        let mut writer =
+            StreamWriter::try_new(Vec::new(), batch.schema_ref()).map_err(|e| unencodable(&e))?;
         writer.write(batch).map_err(|e| unencodable(&e))?;
         let payload = writer.into_inner().map_err(|e| unencodable(&e))?;
         snafu::ensure!(
@@ -242,7 +242,9 @@ pub fn decode_stored(stored: &[u8]) -> std::result::Result<(Timestamp, RecordBat
 ///
 /// # Errors
 /// As for [`decode_stored`].
-pub fn decode_stored_owned(stored: Vec<u8>) -> std::result::Result<(Timestamp, RecordBatch), String> {
+pub fn decode_stored_owned(
+    stored: Vec<u8>,
+) -> std::result::Result<(Timestamp, RecordBatch), String> {
     let (ts, payload_len) = {
         let (ts, payload) = split_stored(&stored)?;
         (ts, payload.len())
@@ -347,7 +349,10 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = stored.clone();
                 bad[i] ^= 1 << bit;
-                assert!(decode_stored(&bad).is_err(), "byte {i} bit {bit} went unnoticed");
+                assert!(
+                    decode_stored(&bad).is_err(),
+                    "byte {i} bit {bit} went unnoticed"
+                );
             }
         }
         for len in 0..stored.len() {

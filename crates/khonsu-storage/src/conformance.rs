@@ -50,7 +50,11 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "storage conformance check {:?} failed: {}", self.check, self.detail)
+        write!(
+            f,
+            "storage conformance check {:?} failed: {}",
+            self.check, self.detail
+        )
     }
 }
 
@@ -64,12 +68,7 @@ fn fail<T>(check: &'static str, detail: impl Into<String>) -> Result<T, Failure>
 }
 
 fn step<T>(check: &'static str, what: &str, r: Result<T>) -> Result<T, Failure> {
-    r.or_else(|e| {
-        fail(
-            check,
-            format!("{what}: {}", snafu::Report::from_error(e)),
-        )
-    })
+    r.or_else(|e| fail(check, format!("{what}: {}", snafu::Report::from_error(e))))
 }
 
 fn write(
@@ -77,9 +76,12 @@ fn write(
     check: &'static str,
     commits: &[&CommitRecord],
 ) -> Result<(), Failure> {
-    storage
-        .write(WriteGroup::new(commits))
-        .or_else(|e| fail(check, format!("write failed: {}", snafu::Report::from_error(e))))
+    storage.write(WriteGroup::new(commits)).or_else(|e| {
+        fail(
+            check,
+            format!("write failed: {}", snafu::Report::from_error(e)),
+        )
+    })
 }
 
 /// Expected state: key → (commit ts, batch).
@@ -89,7 +91,10 @@ fn compare(check: &'static str, state: &RecoveredState, model: &Model) -> Result
     let mut got: Model = BTreeMap::new();
     for entry in &state.entries {
         if got
-            .insert(entry.key.clone(), (entry.commit_ts, Arc::clone(&entry.batch)))
+            .insert(
+                entry.key.clone(),
+                (entry.commit_ts, Arc::clone(&entry.batch)),
+            )
             .is_some()
         {
             return fail(check, format!("key {} recovered twice", entry.key));
@@ -120,7 +125,10 @@ fn compare(check: &'static str, state: &RecoveredState, model: &Model) -> Result
         }
     }
     if let Some(key) = got.keys().next() {
-        return fail(check, format!("key {key} was recovered but never written (or was deleted)"));
+        return fail(
+            check,
+            format!("key {key} was recovered but never written (or was deleted)"),
+        );
     }
     Ok(())
 }
@@ -182,9 +190,17 @@ fn every_type_round_trips<S: Storage>(
     let check = "every data type round-trips through a write and a restart";
     let mut mutations = Vec::new();
     for (i, kind) in sample::types().iter().enumerate() {
-        let fresh = step(check, kind.name(), kind.batch(i, 5).map_err(|e| arrow_error(&e)))?;
-        let sliced = step(check, kind.name(), kind.batch(i, 9).map_err(|e| arrow_error(&e)))?
-            .slice(2, 5);
+        let fresh = step(
+            check,
+            kind.name(),
+            kind.batch(i, 5).map_err(|e| arrow_error(&e)),
+        )?;
+        let sliced = step(
+            check,
+            kind.name(),
+            kind.batch(i, 9).map_err(|e| arrow_error(&e)),
+        )?
+        .slice(2, 5);
         mutations.push(put(check, &format!("type/{}/fresh", kind.name()), fresh)?);
         mutations.push(put(check, &format!("type/{}/sliced", kind.name()), sliced)?);
     }
@@ -205,7 +221,11 @@ fn every_type_round_trips<S: Storage>(
     }
     drop(store);
     let store = step(check, "reopen", open())?;
-    compare(check, &step(check, "recover after a restart", store.recover())?, model)?;
+    compare(
+        check,
+        &step(check, "recover after a restart", store.recover())?,
+        model,
+    )?;
     Ok(store)
 }
 
@@ -274,7 +294,10 @@ fn empty_group_changes_nothing<S: Storage>(
     if state.last_commit_ts != 23 {
         return fail(
             check,
-            format!("last_commit_ts is {} after a restart, expected 23", state.last_commit_ts),
+            format!(
+                "last_commit_ts is {} after a restart, expected 23",
+                state.last_commit_ts
+            ),
         );
     }
     Ok(store)

@@ -88,7 +88,9 @@ pub fn read_manifest(dir: &Path) -> Result<Option<Manifest>> {
         .build()
     };
     if lines.next() != Some(MANIFEST_TITLE) {
-        return Err(not_ours("its manifest does not start with \"khonsu data directory\""));
+        return Err(not_ours(
+            "its manifest does not start with \"khonsu data directory\"",
+        ));
     }
     let format = lines
         .next()

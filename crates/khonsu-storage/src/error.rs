@@ -193,7 +193,11 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// fjall raise on some damaged files, where an error was due) into a
 /// corruption error naming the file. A panic must not reach the caller of a
 /// storage adapter.
-pub(crate) fn guard<T>(file: &std::path::Path, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+pub(crate) fn guard<T>(
+    file: &std::path::Path,
+    what: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()

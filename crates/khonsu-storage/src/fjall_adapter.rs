@@ -338,7 +338,10 @@ impl Storage for FjallStorage {
         if group.is_empty() {
             return Ok(());
         }
-        let mut last_ts = self.last_ts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut last_ts = self
+            .last_ts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(db) = &self.db else {
             return Err(WriteFailure::NothingWritten(adapter_error(
                 &self.path,

@@ -37,9 +37,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use ::redb::backends::FileBackend;
-use ::redb::{
-    Builder, Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
-};
+use ::redb::{Builder, Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition};
 use khonsu_core::Key;
 use snafu::{IntoError, ResultExt};
 
@@ -710,7 +708,10 @@ mod tests {
         let store = RedbStorage::open(dir.path()).unwrap();
         let state = store.recover().unwrap();
         let keys: Vec<&[u8]> = state.entries.iter().map(|e| e.key.as_bytes()).collect();
-        assert!(keys == [b"a".as_slice()] || keys == [b"a".as_slice(), b"b"], "{keys:?}");
+        assert!(
+            keys == [b"a".as_slice()] || keys == [b"a".as_slice(), b"b"],
+            "{keys:?}"
+        );
         store.write(WriteGroup::new(&[&commit(3, &["c"])])).unwrap();
     }
 

@@ -49,7 +49,10 @@ fn a_second_open_of_one_directory_is_refused_naming_it() {
     let first = RedbStorage::open(dir.path()).unwrap();
     let err = RedbStorage::open(dir.path()).unwrap_err();
     assert!(matches!(err, Error::Locked { .. }), "{err:?}");
-    assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&dir.path().display().to_string()),
+        "{err}"
+    );
     drop(first);
     RedbStorage::open(dir.path()).unwrap();
 }
@@ -62,20 +65,30 @@ fn a_directory_of_other_files_is_not_taken_over() {
     assert!(matches!(err, Error::NotAStore { .. }), "{}", report(&err));
     assert!(err.to_string().contains("notes.txt"), "{err}");
     // Nothing was created beside the user's file.
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert_eq!(names, ["notes.txt"]);
 }
 
 #[test]
 fn a_foreign_file_in_place_of_the_database_is_refused() {
-    for contents in [&b"definitely not a redb file, just some bytes"[..], &[0_u8; 8192][..]] {
+    for contents in [
+        &b"definitely not a redb file, just some bytes"[..],
+        &[0_u8; 8192][..],
+    ] {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("data.redb");
         std::fs::write(&file, contents).unwrap();
         let err = RedbStorage::open(dir.path()).unwrap_err();
         assert!(err.is_corruption(), "{}", report(&err));
         assert!(report(&err).contains("data.redb"), "{}", report(&err));
-        assert_eq!(std::fs::read(&file).unwrap(), contents, "the foreign file was changed");
+        assert_eq!(
+            std::fs::read(&file).unwrap(),
+            contents,
+            "the foreign file was changed"
+        );
     }
 }
 

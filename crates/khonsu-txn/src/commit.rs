@@ -5,32 +5,42 @@
 //!  2. take write intents, in key order          (TxnBuffer::lock)
 //!  3. commit timestamp                          (TimestampOracle::allocate)
 //!  4. Serializable: validate reads and ranges   (validate_serializable)
-//!  5. settle each write: clean / conflict → Fail, Replace, Ignore, Append
-//!  6. Storage::apply(commit_ts, mutations)      — an error aborts here
+//!  5. settle each write: clean / conflict → Fail, Replace, Ignore, Append;
+//!     encode what storage will persist          (in this thread)
+//!  6. make it durable: join the next group write and wait for its sync
+//!                                               (Durability::persist) — an error aborts here
 //!  7. insert the versions
 //!  8. publish the timestamp (in order)          — now visible, atomically;
 //!     then reclaim garbage and release the intents
 //! ```
 //!
-//! Any early return drops the held intents (released unchanged) and the
-//! commit ticket (published as an empty commit), so nothing of an aborted
-//! transaction is ever visible and no later commit waits on it.
+//! [`commit`] takes its parts — the shared state and a [`CommitRequest`]
+//! (id, write policy, sealed footprint) — not the `Transaction`. From step 3
+//! on, one guard, [`InFlight`], holds what an early return must undo, in its
+//! drop order: the intents are released unchanged first (so other writers
+//! are not held up), then the ticket publishes as an empty commit (so no
+//! later commit waits on it). Nothing of an aborted transaction is ever
+//! visible.
 
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 
 use khonsu_concurrency::{
-    Conflict, ConflictKind, DependencyTracker, Resolved, TransactionIsolation, WritePolicy,
-    resolve_write, validate_serializable,
+    Conflict, ConflictKind, DependencyTracker, Resolved, StagedWrite, TransactionIsolation,
+    WritePolicy, resolve_write, validate_serializable,
 };
-use khonsu_core::{Key, KeyIntent, Timestamp};
-use khonsu_storage::StorageMutation;
+use khonsu_core::{CommitTicket, Key, KeyIntent, Timestamp};
+use khonsu_storage::{CommitRecord, StorageMutation};
 use smallvec::SmallVec;
 use snafu::{IntoError, ResultExt};
 
-use crate::Transaction;
-use crate::error::{AbortedSnafu, ClockSnafu, Result, StorageSnafu};
+use crate::db::Shared;
+use crate::durable::PersistError;
+use crate::error::{
+    AbortedSnafu, ClockSnafu, InstallSnafu, Result, StorageOutcomeUnknownSnafu, StorageSnafu,
+    StorageUnusableSnafu, UnstorableSnafu,
+};
 
 /// Longest wait, in backoff steps, for another committer's intent when
 /// waiting can succeed (e.g. `Replace`, `Append`). Each step spins or yields.
@@ -61,43 +71,138 @@ pub struct CommitInfo {
     pub replaced: Vec<Key>,
 }
 
-pub(crate) fn commit(txn: &mut Transaction) -> Result<CommitInfo> {
-    // The footprint is lent to the pipeline and put back afterwards, so
-    // the transaction's drop recycles it whatever the outcome.
-    let Some(mut tracker) = txn.tracker.take_if(|t| !t.is_read_only()) else {
-        return Ok(CommitInfo {
-            commit_ts: txn.snapshot_ts,
-            read_only: true,
-            ..CommitInfo::default()
-        });
-    };
-    tracker.seal();
-    let result = commit_writes(txn, &tracker);
-    txn.tracker = Some(tracker);
-    result
+/// What the pipeline needs of a transaction.
+pub(crate) struct CommitRequest<'a> {
+    /// The transaction's id, for errors.
+    pub(crate) txn_id: u64,
+    /// Its isolation level, conflict resolution and snapshot.
+    pub(crate) policy: WritePolicy,
+    /// What it read and wrote, sealed ([`DependencyTracker::seal`]).
+    pub(crate) footprint: &'a DependencyTracker,
 }
 
-/// Steps 2 to 8 for a transaction that wrote something.
-fn commit_writes(txn: &Transaction, tracker: &DependencyTracker) -> Result<CommitInfo> {
-    let shared = &txn.shared;
-    let buffer = &shared.buffer;
-    let txn_id = txn.id;
-    let abort = |source: khonsu_concurrency::Error| AbortedSnafu { txn_id }.into_error(source);
-    let policy = WritePolicy {
-        isolation: txn.isolation,
-        resolution: txn.resolution,
-        snapshot: txn.snapshot_ts,
-    };
+/// What is installed for one written key.
+enum Install {
+    /// A new version holding this batch.
+    Put(Arc<RecordBatch>),
+    /// A tombstone (the key is deleted).
+    Tombstone,
+    /// Nothing: the write was dropped (`Ignore`), or is not settled yet.
+    Skip,
+}
 
-    // 2. Intents in key order (the write set is sorted): two committers
-    //    never wait on each other in a cycle. Each intent travels with the
-    //    value decided for it in step 5 (`None`: the write is dropped).
-    let mut intents: SmallVec<[Decided<'_>; INLINE_INTENTS]> =
-        SmallVec::with_capacity(tracker.write_count());
-    for (key, write, read_base) in tracker.sealed_writes() {
-        let fatal = policy.conflict_is_fatal(read_base, write);
+/// One written key on its way through the pipeline.
+struct Slot<'a> {
+    intent: KeyIntent<'a>,
+    write: &'a StagedWrite,
+    /// The version the transaction read before writing (a read-modify-write).
+    read_base: Option<Timestamp>,
+    install: Install,
+}
+
+/// What an early return undoes, in drop order (fields drop top to bottom):
+/// the intents are released unchanged, then the ticket publishes empty.
+struct InFlight<'a> {
+    slots: SmallVec<[Slot<'a>; INLINE_INTENTS]>,
+    ticket: CommitTicket<'a>,
+}
+
+/// Runs steps 2 to 8 for a transaction whose footprint has writes (step 1
+/// is the caller's: a transaction without writes never gets here).
+pub(crate) fn commit(shared: &Shared, request: &CommitRequest<'_>) -> Result<CommitInfo> {
+    let txn_id = request.txn_id;
+    let slots = take_intents(shared, request)?;
+
+    // 3. The timestamp comes after the intents (Silo's order): a
+    //    transaction that validates a key after this point either sees our
+    //    intent, or takes its timestamp before ours.
+    let ticket = shared.oracle.allocate().context(ClockSnafu { txn_id })?;
+    let mut flight = InFlight { slots, ticket };
+    let commit_ts = flight.ticket.ts();
+
+    // 4. Serializable: nothing read may have changed since it was read.
+    //    When no timestamp lies between the snapshot and ours, nothing can
+    //    have: every commit at or below the snapshot was visible to it, and
+    //    every other one gets a later timestamp and serializes after us (its
+    //    own validation sees our intents or versions). A lone writer skips a
+    //    lookup per read. As always, this orders us only against other
+    //    Serializable transactions (docs/isolation.md).
+    let policy = &request.policy;
+    if policy.isolation == TransactionIsolation::Serializable && commit_ts > policy.snapshot + 1 {
+        validate_serializable(request.footprint, &shared.buffer, policy.snapshot)
+            .map_err(|conflict| AbortedSnafu { txn_id }.into_error(conflict.into()))?;
+    }
+
+    // 5. Settle every write against the newest committed version.
+    let (info, mutations) = settle(shared, request, &mut flight.slots, commit_ts)?;
+
+    // 6. Durable before anything becomes visible.
+    if let Some(durable) = &shared.durable
+        && !mutations.is_empty()
+    {
+        let record = CommitRecord {
+            commit_ts,
+            mutations,
+        };
+        durable.persist(record).map_err(|e| match e {
+            PersistError::Failed(failure) if failure.is_outcome_unknown() => {
+                StorageOutcomeUnknownSnafu { txn_id, commit_ts }.into_error(failure)
+            }
+            PersistError::Failed(failure) => StorageSnafu { txn_id, commit_ts }.into_error(failure),
+            PersistError::Unusable(failure) => StorageUnusableSnafu { txn_id }.into_error(failure),
+        })?;
+    }
+
+    // 7. Install. Versions stamped `commit_ts` are invisible until step 8.
+    //    Every key is checked before any version is pushed, so a refused
+    //    install cannot leave part of the commit in place (it cannot happen
+    //    in practice: the timestamp was allocated after the intents).
+    if let Some(err) = flight
+        .slots
+        .iter()
+        .filter(|slot| !matches!(slot.install, Install::Skip))
+        .find_map(|slot| slot.intent.check_install(commit_ts).err())
+    {
+        return Err(InstallSnafu { txn_id }.into_error(err));
+    }
+    for slot in &mut flight.slots {
+        let value = match std::mem::replace(&mut slot.install, Install::Skip) {
+            Install::Put(batch) => Some(batch),
+            Install::Tombstone => None,
+            Install::Skip => continue,
+        };
+        slot.intent
+            .insert_version(commit_ts, value)
+            .map_err(|err| InstallSnafu { txn_id }.into_error(err))?;
+    }
+
+    // 8. Publish: every snapshot from now on sees all of this commit. Old
+    //    versions are reclaimed afterwards, still under the intents, so later
+    //    commits waiting to publish do not wait for our reclamation.
+    let InFlight { slots, ticket } = flight;
+    ticket.publish();
+    let watermark = shared.watermark_for_commit(commit_ts);
+    for slot in slots {
+        slot.intent.finish(watermark);
+    }
+    shared
+        .buffer
+        .collect_deferred(watermark, DEFERRED_GC_PER_COMMIT);
+    Ok(info)
+}
+
+/// Step 2: the write intents, in key order (the write set is sorted), so
+/// two committers never wait on each other in a cycle.
+fn take_intents<'a>(
+    shared: &'a Shared,
+    request: &CommitRequest<'a>,
+) -> Result<SmallVec<[Slot<'a>; INLINE_INTENTS]>> {
+    let txn_id = request.txn_id;
+    let mut slots = SmallVec::with_capacity(request.footprint.write_count());
+    for (key, write, read_base) in request.footprint.sealed_writes() {
+        let fatal = request.policy.conflict_is_fatal(read_base, write);
         let budget = if fatal { 0 } else { INTENT_WAIT_BUDGET };
-        let Ok(intent) = buffer.lock(key, budget) else {
+        let Ok(intent) = shared.buffer.lock(key, budget) else {
             // Fatal: the holder commits a newer version, which would abort us
             // anyway. Otherwise we waited the whole budget.
             let kind = if fatal {
@@ -105,136 +210,71 @@ fn commit_writes(txn: &Transaction, tracker: &DependencyTracker) -> Result<Commi
             } else {
                 ConflictKind::Busy
             };
-            return Err(abort(Conflict::on_key(kind, key.clone(), None).into()));
+            let conflict = Conflict::on_key(kind, key.clone(), None);
+            return Err(AbortedSnafu { txn_id }.into_error(conflict.into()));
         };
-        intents.push((intent, None));
+        slots.push(Slot {
+            intent,
+            write,
+            read_base,
+            install: Install::Skip,
+        });
     }
-
-    // 3. The timestamp comes after the intents (Silo's order): a
-    //    transaction that validates a key after this point either sees our
-    //    intent, or takes its timestamp before ours.
-    let ticket = shared.oracle.allocate().context(ClockSnafu { txn_id })?;
-    let commit_ts = ticket.ts();
-
-    // 4-6. Validate, settle every write, persist. On failure, release the
-    //      intents before the ticket publishes (publishing may wait for
-    //      earlier commits), so other writers are not held up.
-    let info = match settle_and_persist(txn, tracker, &policy, &mut intents, commit_ts) {
-        Ok(info) => info,
-        Err(err) => {
-            drop(intents);
-            drop(ticket);
-            return Err(err);
-        }
-    };
-
-    // 7. Install. Versions stamped `commit_ts` are invisible until step 8.
-    //    Every key is checked before any version is pushed, so a refused
-    //    install cannot leave part of the commit in place (it cannot happen
-    //    in practice: the timestamp was allocated after the intents).
-    if let Some(err) = intents
-        .iter()
-        .filter(|(_, decision)| decision.is_some())
-        .find_map(|(intent, _)| intent.check_install(commit_ts).err())
-    {
-        drop(intents);
-        drop(ticket);
-        return Err(ClockSnafu { txn_id }.into_error(err));
-    }
-    for (intent, decision) in &mut intents {
-        if let Some(value) = decision.take()
-            && let Err(err) = intent.insert_version(commit_ts, value)
-        {
-            drop(intents);
-            drop(ticket);
-            return Err(ClockSnafu { txn_id }.into_error(err));
-        }
-    }
-
-    // 8. Publish: every snapshot from now on sees all of this commit. Old
-    //    versions are reclaimed afterwards, still under the intents, so later
-    //    commits waiting to publish do not wait for our reclamation.
-    ticket.publish();
-    let watermark = shared.watermark_for_commit(commit_ts);
-    for (intent, _) in intents.drain(..) {
-        intent.finish(watermark);
-    }
-    buffer.collect_deferred(watermark, DEFERRED_GC_PER_COMMIT);
-    Ok(info)
+    Ok(slots)
 }
 
-/// An intent with the value decided for it (`None`: the write is dropped).
-type Decided<'a> = (KeyIntent<'a>, Option<Option<Arc<RecordBatch>>>);
-
-/// Steps 4 to 6 of the pipeline, with the intents held and the commit
-/// timestamp allocated: validation, conflict resolution, storage.
-fn settle_and_persist(
-    txn: &Transaction,
-    tracker: &DependencyTracker,
-    policy: &WritePolicy,
-    intents: &mut [Decided<'_>],
+/// Step 5: settles each write (conflict resolution) and, when the database
+/// persists, encodes what storage will write — here, in the committing
+/// thread, so that the group writer only copies bytes.
+fn settle(
+    shared: &Shared,
+    request: &CommitRequest<'_>,
+    slots: &mut [Slot<'_>],
     commit_ts: Timestamp,
-) -> Result<CommitInfo> {
-    let shared = &txn.shared;
-    let txn_id = txn.id;
-    let abort = |source: khonsu_concurrency::Error| AbortedSnafu { txn_id }.into_error(source);
-    // 4. Serializable: nothing read may have changed since it was read.
-    //    When no timestamp lies between the snapshot and ours, nothing
-    //    can have: every commit at or below the snapshot was visible to it,
-    //    and every other one gets a later timestamp and serializes after us
-    //    (its own validation sees our intents or versions). A lone writer
-    //    skips a lookup per read. As always, this orders us only against
-    //    other Serializable transactions (docs/isolation.md).
-    if txn.isolation == TransactionIsolation::Serializable && commit_ts > txn.snapshot_ts + 1 {
-        validate_serializable(tracker, &shared.buffer, txn.snapshot_ts)
-            .map_err(|conflict| abort(conflict.into()))?;
-    }
-
-    // 5. Settle every write against the newest committed version.
+) -> Result<(CommitInfo, Vec<StorageMutation>)> {
+    let txn_id = request.txn_id;
     let mut info = CommitInfo {
         commit_ts,
         ..CommitInfo::default()
     };
-    let mut mutations = Vec::with_capacity(if shared.storage.is_some() {
-        intents.len()
-    } else {
-        0
-    });
-    for ((intent, decision), (key, write, read_base)) in
-        intents.iter_mut().zip(tracker.sealed_writes())
-    {
-        let outcome = resolve_write(policy, key, write, read_base, intent.latest_ts(), || {
-            intent.latest()
-        })
-        .map_err(abort)?;
+    let persists = shared.durable.is_some();
+    let mut mutations = Vec::with_capacity(if persists { slots.len() } else { 0 });
+    for slot in slots {
+        let key = slot.intent.key();
+        let outcome = resolve_write(
+            &request.policy,
+            key,
+            slot.write,
+            slot.read_base,
+            slot.intent.latest_ts(),
+            || slot.intent.latest(),
+        )
+        .map_err(|source| AbortedSnafu { txn_id }.into_error(source))?;
         match outcome.resolved {
             Resolved::Clean => {}
             Resolved::Replaced => info.replaced.push(key.clone()),
             Resolved::Appended => info.appended.push(key.clone()),
             Resolved::Ignored => info.ignored.push(key.clone()),
         }
-        if shared.storage.is_some()
-            && let Some(value) = &outcome.install
-        {
-            mutations.push(match value {
-                Some(batch) => StorageMutation::Put {
-                    key: key.clone(),
-                    batch: Arc::clone(batch),
-                },
-                None => StorageMutation::Delete { key: key.clone() },
-            });
+        slot.install = match outcome.install {
+            Some(Some(batch)) => Install::Put(batch),
+            Some(None) => Install::Tombstone,
+            None => Install::Skip,
+        };
+        if persists {
+            match &slot.install {
+                Install::Put(batch) => mutations.push(
+                    StorageMutation::put(key.clone(), Arc::clone(batch)).context(
+                        UnstorableSnafu {
+                            txn_id,
+                            key: key.to_string(),
+                        },
+                    )?,
+                ),
+                Install::Tombstone => mutations.push(StorageMutation::delete(key.clone())),
+                Install::Skip => {}
+            }
         }
-        *decision = outcome.install;
     }
-
-    // 6. Persist before anything becomes visible.
-    if let Some(storage) = &shared.storage
-        && !mutations.is_empty()
-    {
-        storage
-            .apply(commit_ts, &mutations)
-            .context(StorageSnafu { txn_id, commit_ts })?;
-    }
-
-    Ok(info)
+    Ok((info, mutations))
 }

@@ -1,16 +1,18 @@
 //! [`Khonsu`], the database handle, and its [`KhonsuBuilder`].
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use khonsu_concurrency::{ConflictResolution, TransactionIsolation};
 use khonsu_core::{BufferStats, SnapshotRegistry, Timestamp, TimestampOracle, TxnBuffer};
-use khonsu_storage::Storage;
+use khonsu_storage::{RedbStorage, Storage, StorageStats};
 use snafu::ResultExt;
 
-use crate::error::{RecoveredKeySnafu, RecoverySnafu, Result};
+use crate::durable::{Durability, GroupCommitStats};
+use crate::error::{OpenSnafu, RecoveredKeySnafu, RecoverySnafu, Result};
 use crate::{Transaction, TransactionOptions};
 
 /// Commits between recomputations of the cached reclamation watermark.
@@ -24,7 +26,8 @@ pub(crate) struct Shared {
     pub(crate) buffer: TxnBuffer,
     pub(crate) oracle: TimestampOracle,
     pub(crate) snapshots: SnapshotRegistry,
-    pub(crate) storage: Option<Arc<dyn Storage>>,
+    /// The storage and its group-commit queue; `None` without persistence.
+    pub(crate) durable: Option<Durability>,
     pub(crate) isolation: TransactionIsolation,
     pub(crate) resolution: ConflictResolution,
     pub(crate) max_retries: u32,
@@ -85,7 +88,7 @@ impl fmt::Debug for Khonsu {
             .field("isolation", &self.shared.isolation)
             .field("resolution", &self.shared.resolution)
             .field("visible_ts", &self.shared.oracle.visible())
-            .field("storage", &self.shared.storage)
+            .field("storage", &self.shared.durable)
             .finish_non_exhaustive()
     }
 }
@@ -96,19 +99,58 @@ impl Khonsu {
         KhonsuBuilder::default()
     }
 
-    /// An empty database over `storage` with the given defaults. It does not
-    /// read `storage`; use [`KhonsuBuilder::build`] to recover from it.
-    #[must_use]
+    /// Opens the durable database in the directory `dir` — the embedded
+    /// default store, redb, with every default — creating it if the
+    /// directory is new or empty, and recovering every committed key and
+    /// the clock if it holds a store.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::Khonsu;
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let batch = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![7])) as _)])?;
+    /// {
+    ///     let db = Khonsu::open(dir.path())?;
+    ///     let mut t = db.start_transaction();
+    ///     t.write("k", batch)?;
+    ///     t.commit()?; // durable: synced to disk before it returns
+    /// }
+    /// let db = Khonsu::open(dir.path())?; // a restart
+    /// assert_eq!(db.start_transaction().read("k")?.unwrap().num_rows(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Open`](crate::Error::Open) when the store cannot be opened
+    /// (another process has it open, it is damaged, or the directory holds
+    /// something else; the error names the path), and the errors of
+    /// [`KhonsuBuilder::build`].
+    pub fn open(dir: impl AsRef<Path>) -> Result<Self> {
+        Self::builder().data_dir(dir).build()
+    }
+
+    /// A database over `storage` with the given defaults, recovered from
+    /// it: shorthand for `Khonsu::builder().storage(storage)
+    /// .isolation(isolation).conflict_resolution(resolution).build()`.
+    ///
+    /// # Errors
+    /// As for [`KhonsuBuilder::build`].
     pub fn new(
         storage: Arc<dyn Storage>,
         isolation: TransactionIsolation,
         resolution: ConflictResolution,
-    ) -> Self {
-        Self::from_parts(Some(storage), isolation, resolution, DEFAULT_MAX_RETRIES, 0)
+    ) -> Result<Self> {
+        Self::builder()
+            .storage(storage)
+            .isolation(isolation)
+            .conflict_resolution(resolution)
+            .build()
     }
 
     fn from_parts(
-        storage: Option<Arc<dyn Storage>>,
+        durable: Option<Durability>,
         isolation: TransactionIsolation,
         resolution: ConflictResolution,
         max_retries: u32,
@@ -119,7 +161,7 @@ impl Khonsu {
                 buffer: TxnBuffer::new(),
                 oracle: TimestampOracle::new(start_ts),
                 snapshots: SnapshotRegistry::new(),
-                storage,
+                durable,
                 isolation,
                 resolution,
                 max_retries,
@@ -220,6 +262,30 @@ impl Khonsu {
         self.shared.buffer.collect_garbage(&pins);
     }
 
+    /// What the storage has written so far, and how group commit grouped
+    /// it; `None` without persistence.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir().unwrap();
+    /// let db = khonsu_txn::Khonsu::open(dir.path()).unwrap();
+    /// let stats = db.durability_stats().unwrap();
+    /// assert_eq!(stats.adapter, "redb");
+    /// assert_eq!(stats.storage.writes, 0);
+    /// ```
+    #[must_use]
+    pub fn durability_stats(&self) -> Option<DurabilityStats> {
+        self.shared.durable.as_ref().map(|durable| {
+            let (group, storage) = durable.stats();
+            DurabilityStats {
+                adapter: durable.storage().name(),
+                group_commit: durable.group_commit(),
+                group,
+                storage,
+                unusable: durable.unusable().is_some(),
+            }
+        })
+    }
+
     /// The newest timestamp visible to a transaction starting now.
     #[must_use]
     pub fn visible_ts(&self) -> Timestamp {
@@ -287,8 +353,17 @@ fn backoff(attempt: u32, seed: u64) {
 pub struct KhonsuBuilder {
     isolation: TransactionIsolation,
     resolution: ConflictResolution,
-    storage: Option<Arc<dyn Storage>>,
+    storage: StorageChoice,
+    group_commit: bool,
     max_retries: u32,
+}
+
+/// Where a built database persists.
+#[derive(Debug, Clone)]
+enum StorageChoice {
+    None,
+    Given(Arc<dyn Storage>),
+    Dir(PathBuf),
 }
 
 impl Default for KhonsuBuilder {
@@ -296,10 +371,28 @@ impl Default for KhonsuBuilder {
         Self {
             isolation: TransactionIsolation::default(),
             resolution: ConflictResolution::default(),
-            storage: None,
+            storage: StorageChoice::None,
+            group_commit: true,
             max_retries: DEFAULT_MAX_RETRIES,
         }
     }
+}
+
+/// What [`Khonsu::durability_stats`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct DurabilityStats {
+    /// The storage adapter (`"redb"`, `"fjall"`, `"memory"`, ...).
+    pub adapter: &'static str,
+    /// Whether concurrent commits share storage writes.
+    pub group_commit: bool,
+    /// How commits were grouped into storage writes.
+    pub group: GroupCommitStats,
+    /// The adapter's own counters (writes, commits, syncs, bytes).
+    pub storage: StorageStats,
+    /// Whether a write's outcome became unknown, so that the database
+    /// refuses commits until it is reopened.
+    pub unusable: bool,
 }
 
 impl KhonsuBuilder {
@@ -316,9 +409,26 @@ impl KhonsuBuilder {
     }
 
     /// Persist commits to `storage`, and recover from it in
-    /// [`build`](Self::build). Default: no persistence.
+    /// [`build`](Self::build). Default: no persistence. Replaces an earlier
+    /// [`data_dir`](Self::data_dir).
     pub fn storage(mut self, storage: Arc<dyn Storage>) -> Self {
-        self.storage = Some(storage);
+        self.storage = StorageChoice::Given(storage);
+        self
+    }
+
+    /// Persist commits to the embedded default store (redb) in the
+    /// directory `dir`, opened (or created) by [`build`](Self::build).
+    /// Replaces an earlier [`storage`](Self::storage).
+    pub fn data_dir(mut self, dir: impl AsRef<Path>) -> Self {
+        self.storage = StorageChoice::Dir(dir.as_ref().to_path_buf());
+        self
+    }
+
+    /// Whether concurrent commits share one storage write and one sync
+    /// (default `true`). Without it each commit writes and syncs on its
+    /// own; the adapter serializes them (redb) or not (fjall).
+    pub fn group_commit(mut self, enabled: bool) -> Self {
+        self.group_commit = enabled;
         self
     }
 
@@ -330,27 +440,32 @@ impl KhonsuBuilder {
     }
 
     /// Builds the database, first loading every committed key from the
-    /// storage (if any) and restarting the clock after its newest commit.
+    /// storage (if any) and restarting the clock after its newest commit:
+    /// the first commit gets a timestamp above every recovered one.
     ///
     /// # Errors
-    /// [`Error::Recovery`](crate::Error::Recovery) when the storage cannot
-    /// be read.
+    /// [`Error::Open`](crate::Error::Open) when the data directory cannot be
+    /// opened, [`Error::Recovery`](crate::Error::Recovery) when the storage
+    /// cannot be read (damaged data names the file and the key).
     pub fn build(self) -> Result<Khonsu> {
-        let recovered = match &self.storage {
+        let storage: Option<Arc<dyn Storage>> = match self.storage {
+            StorageChoice::None => None,
+            StorageChoice::Given(storage) => Some(storage),
+            StorageChoice::Dir(dir) => Some(Arc::new(RedbStorage::open(dir).context(OpenSnafu)?)),
+        };
+        let recovered = match &storage {
             Some(storage) => Some(storage.recover().context(RecoverySnafu)?),
             None => None,
         };
         let start_ts = recovered.as_ref().map_or(0, |state| {
             state
-                .entries
-                .iter()
-                .map(|e| e.commit_ts)
-                .fold(state.last_commit_ts, Timestamp::max)
+                .clock()
                 .max(Timestamp::from(!state.entries.is_empty()))
                 .min(khonsu_core::MAX_TIMESTAMP)
         });
+        let durable = storage.map(|storage| Durability::new(storage, self.group_commit));
         let db = Khonsu::from_parts(
-            self.storage,
+            durable,
             self.isolation,
             self.resolution,
             self.max_retries,

@@ -1,5 +1,7 @@
 //! Errors of `khonsu-txn`: the error type users of `khonsu` see.
 
+use std::sync::Arc;
+
 use khonsu_concurrency::Conflict;
 use khonsu_core::Timestamp;
 use snafu::{Location, Snafu};
@@ -38,16 +40,88 @@ pub enum Error {
         location: Location,
     },
 
-    /// The storage failed to persist commit `commit_ts` of transaction
-    /// `txn_id`; the transaction aborted and nothing of it became visible.
-    #[snafu(display("storage failed to persist transaction {txn_id} at {commit_ts}; aborted"))]
+    /// The storage write carrying transaction `txn_id` failed and wrote
+    /// nothing: the transaction aborted, nothing of it is visible or
+    /// stored, and the database takes later commits.
+    #[snafu(display(
+        "transaction {txn_id} aborted: the storage write of commit {commit_ts} failed and wrote nothing"
+    ))]
     Storage {
         /// The transaction.
         txn_id: u64,
         /// The commit timestamp it would have had.
         commit_ts: Timestamp,
+        /// The storage's failure (shared by every commit of the write).
+        source: Arc<khonsu_storage::WriteFailure>,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The storage write carrying transaction `txn_id` failed in a way that
+    /// leaves its outcome unknown (typically a failed `fsync`): the
+    /// transaction is not visible now, and it may or may not be there once
+    /// the database is reopened. The database refuses further commits until
+    /// then ([`Error::StorageUnusable`]).
+    #[snafu(display(
+        "transaction {txn_id} at {commit_ts}: the storage write's outcome is unknown; it is not \
+         visible, and may or may not be durable (reopen the database to find out)"
+    ))]
+    StorageOutcomeUnknown {
+        /// The transaction.
+        txn_id: u64,
+        /// The commit timestamp it would have had.
+        commit_ts: Timestamp,
+        /// The storage's failure.
+        source: Arc<khonsu_storage::WriteFailure>,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// An earlier storage write's outcome is unknown, so the database
+    /// refuses every commit until it is reopened and recovered from what is
+    /// really on disk (as `PostgreSQL` does after an `fsync` failure).
+    /// Reads keep working; transaction `txn_id` aborted.
+    #[snafu(display(
+        "transaction {txn_id} refused: an earlier storage write's outcome is unknown, so the \
+         database takes no commits until it is reopened"
+    ))]
+    StorageUnusable {
+        /// The refused transaction.
+        txn_id: u64,
+        /// The failure that made the storage unusable.
+        source: Arc<khonsu_storage::WriteFailure>,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A value or key cannot be stored by the database's storage (it cannot
+    /// be encoded as Arrow IPC, is too large, or the key is too long for
+    /// the adapter). Raised by the `write` or `delete` that staged it;
+    /// nothing was staged.
+    #[snafu(display("transaction {txn_id} cannot stage key {key}: storage would refuse it"))]
+    Unstorable {
+        /// The transaction.
+        txn_id: u64,
+        /// The key, shortened for display.
+        key: String,
+        /// Why.
+        #[snafu(source(from(khonsu_storage::Error, Box::new)))]
+        source: Box<khonsu_storage::Error>,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Opening the database's storage failed (a lock held by another
+    /// process, a damaged or foreign file); the error names the path.
+    #[snafu(display("could not open the database's storage"))]
+    Open {
         /// The storage's error.
-        source: khonsu_storage::Error,
+        #[snafu(source(from(khonsu_storage::Error, Box::new)))]
+        source: Box<khonsu_storage::Error>,
         /// Where the error was raised.
         #[snafu(implicit)]
         location: Location,
@@ -58,7 +132,8 @@ pub enum Error {
     #[snafu(display("recovery from storage failed"))]
     Recovery {
         /// The storage's error.
-        source: khonsu_storage::Error,
+        #[snafu(source(from(khonsu_storage::Error, Box::new)))]
+        source: Box<khonsu_storage::Error>,
         /// Where the error was raised.
         #[snafu(implicit)]
         location: Location,
@@ -69,6 +144,19 @@ pub enum Error {
     RecoveredKey {
         /// The key.
         key: khonsu_core::Key,
+        /// The buffer's error.
+        source: khonsu_core::Error,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The buffer refused to install a version of transaction `txn_id`
+    /// (an engine invariant failed; nothing of it became visible).
+    #[snafu(display("transaction {txn_id} could not install its versions"))]
+    Install {
+        /// The transaction.
+        txn_id: u64,
         /// The buffer's error.
         source: khonsu_core::Error,
         /// Where the error was raised.
@@ -103,6 +191,11 @@ impl Error {
     /// Whether this is a retryable conflict (write-write, stale read,
     /// phantom, busy intent). Storage failures, schema mismatches in
     /// `Append`, read-only violations and application aborts are not.
+    ///
+    /// ```
+    /// # use khonsu_txn::Error;
+    /// assert!(!Error::abort("no").is_conflict());
+    /// ```
     #[must_use]
     pub fn is_conflict(&self) -> bool {
         self.conflict().is_some()

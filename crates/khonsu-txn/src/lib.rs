@@ -15,12 +15,14 @@
 
 mod commit;
 mod db;
+mod durable;
 mod error;
 mod options;
 mod transaction;
 
 pub use commit::CommitInfo;
-pub use db::{DEFAULT_MAX_RETRIES, Khonsu, KhonsuBuilder};
+pub use db::{DEFAULT_MAX_RETRIES, DurabilityStats, Khonsu, KhonsuBuilder};
+pub use durable::GroupCommitStats;
 pub use error::{Error, Result};
 pub use khonsu_concurrency::{
     Conflict, ConflictKind, ConflictResolution, ConflictTarget, TransactionIsolation,

@@ -8,13 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use khonsu_concurrency::{
-    ConflictResolution, DependencyTracker, StagedWrite, TransactionIsolation, range_is_empty,
+    ConflictResolution, DependencyTracker, StagedWrite, TransactionIsolation, WritePolicy,
+    range_is_empty,
 };
 use khonsu_core::{INLINE_KEY_LEN, Key, RegisteredSnapshot, Timestamp};
-use snafu::ensure;
+use snafu::{ResultExt, ensure};
 
+use crate::commit::CommitRequest;
 use crate::db::Shared;
-use crate::error::{ReadOnlySnafu, Result};
+use crate::error::{ReadOnlySnafu, Result, UnstorableSnafu};
 use crate::{CommitInfo, TransactionOptions};
 
 /// Transaction ids a thread takes from the process-wide counter at a time.
@@ -241,7 +243,11 @@ impl Transaction {
     /// ```
     ///
     /// # Errors
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) in a read-only transaction.
+    /// * [`Error::ReadOnly`](crate::Error::ReadOnly) in a read-only transaction;
+    /// * [`Error::Unstorable`](crate::Error::Unstorable) when the database
+    ///   persists and its storage cannot store the value (Arrow IPC cannot
+    ///   encode it, it is larger than 3 GiB) or the key. Nothing is staged;
+    ///   the transaction stays usable.
     pub fn write(&mut self, key: impl Into<Key>, batch: impl Into<Arc<RecordBatch>>) -> Result<()> {
         ensure!(
             !self.read_only,
@@ -250,15 +256,28 @@ impl Transaction {
                 operation: "write"
             }
         );
+        let (key, batch) = (key.into(), batch.into());
+        if let Some(durable) = &self.shared.durable {
+            let storage = durable.storage();
+            storage
+                .check_key(key.as_bytes())
+                .and_then(|()| storage.check_value(&batch))
+                .context(UnstorableSnafu {
+                    txn_id: self.id,
+                    key: key.to_string(),
+                })?;
+        }
         self.tracker_mut()
-            .record_write(key.into(), StagedWrite::Put(batch.into()));
+            .record_write(key, StagedWrite::Put(batch));
         Ok(())
     }
 
     /// Stages the deletion of `key` (deleting an absent key is allowed).
     ///
     /// # Errors
-    /// [`Error::ReadOnly`](crate::Error::ReadOnly) in a read-only transaction.
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly) in a read-only
+    /// transaction; [`Error::Unstorable`](crate::Error::Unstorable) for a
+    /// key the storage cannot hold.
     pub fn delete(&mut self, key: impl Into<Key>) -> Result<()> {
         ensure!(
             !self.read_only,
@@ -267,8 +286,17 @@ impl Transaction {
                 operation: "delete"
             }
         );
-        self.tracker_mut()
-            .record_write(key.into(), StagedWrite::Delete);
+        let key = key.into();
+        if let Some(durable) = &self.shared.durable {
+            durable
+                .storage()
+                .check_key(key.as_bytes())
+                .context(UnstorableSnafu {
+                    txn_id: self.id,
+                    key: key.to_string(),
+                })?;
+        }
+        self.tracker_mut().record_write(key, StagedWrite::Delete);
         Ok(())
     }
 
@@ -325,18 +353,46 @@ impl Transaction {
         merged
     }
 
-    /// Commits: validates, settles conflicts, persists to storage, and makes
-    /// every staged write visible at once. See `docs/commit-protocol.md`.
+    /// Commits: validates, settles conflicts, makes the commit durable (when
+    /// the database persists: `commit` returns only after the storage write
+    /// carrying it is synced), and makes every staged write visible at once.
+    /// See `docs/commit-protocol.md` and `docs/storage.md`.
     ///
     /// # Errors
     /// * a conflict ([`Error::is_conflict`](crate::Error::is_conflict)):
     ///   nothing became visible; retrying may succeed;
     /// * [`Error::Aborted`](crate::Error::Aborted) with an `Append` error
     ///   (mismatched schemas): nothing became visible;
-    /// * [`Error::Storage`](crate::Error::Storage): persisting failed,
-    ///   nothing became visible.
+    /// * [`Error::Storage`](crate::Error::Storage): the storage write
+    ///   failed and wrote nothing; nothing became visible;
+    /// * [`Error::StorageOutcomeUnknown`](crate::Error::StorageOutcomeUnknown):
+    ///   the write may or may not be durable; nothing is visible, and the
+    ///   database refuses commits until reopened;
+    /// * [`Error::StorageUnusable`](crate::Error::StorageUnusable): an
+    ///   earlier write's outcome is unknown; reopen the database.
     pub fn commit(mut self) -> Result<CommitInfo> {
-        crate::commit::commit(&mut self)
+        // The footprint is lent to the pipeline and put back afterwards, so
+        // the transaction's drop recycles it whatever the outcome.
+        let Some(mut footprint) = self.tracker.take_if(|t| !t.is_read_only()) else {
+            return Ok(CommitInfo {
+                commit_ts: self.snapshot_ts,
+                read_only: true,
+                ..CommitInfo::default()
+            });
+        };
+        footprint.seal();
+        let request = CommitRequest {
+            txn_id: self.id,
+            policy: WritePolicy {
+                isolation: self.isolation,
+                resolution: self.resolution,
+                snapshot: self.snapshot_ts,
+            },
+            footprint: &footprint,
+        };
+        let result = crate::commit::commit(&self.shared, &request);
+        self.tracker = Some(footprint);
+        result
     }
 
     /// Discards every staged write. Same as dropping the transaction.

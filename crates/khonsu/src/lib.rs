@@ -104,13 +104,19 @@ pub use khonsu_txn as txn;
 
 #[doc(inline)]
 pub use khonsu_txn::{
-    BufferStats, CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget, Error,
-    Key, Khonsu, KhonsuBuilder, Result, Timestamp, Transaction, TransactionIsolation,
-    TransactionOptions,
+    BufferStats, CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget,
+    DurabilityStats, Error, GroupCommitStats, Key, Khonsu, KhonsuBuilder, Result, Timestamp,
+    Transaction, TransactionIsolation, TransactionOptions,
 };
 
 #[doc(inline)]
-pub use khonsu_storage::{MemoryStorage, Storage, StorageMutation};
+#[cfg(feature = "fjall")]
+pub use khonsu_storage::FjallStorage;
+#[doc(inline)]
+pub use khonsu_storage::{
+    CommitRecord, MemoryStorage, RedbStorage, Storage, StorageMutation, StorageStats, WriteFailure,
+    WriteGroup,
+};
 
 /// Re-exported Arrow crates, so users need no separate version pin.
 pub mod arrow {
@@ -122,7 +128,9 @@ pub mod arrow {
 
 /// Everything a typical user needs: `use khonsu::prelude::*;`.
 pub mod prelude {
-    pub use khonsu_storage::{MemoryStorage, Storage, StorageMutation};
+    #[cfg(feature = "fjall")]
+    pub use khonsu_storage::FjallStorage;
+    pub use khonsu_storage::{MemoryStorage, RedbStorage, Storage, StorageMutation};
     pub use khonsu_txn::{
         CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget, Error, Key, Khonsu,
         KhonsuBuilder, Result, Timestamp, Transaction, TransactionIsolation, TransactionOptions,

@@ -20,6 +20,7 @@ fn prelude_paths() {
     let _: Option<ConflictKind> = None;
     let _: Option<ConflictTarget> = None;
     let _: Option<StorageMutation> = None;
+    let _ = |p: &std::path::Path| -> khonsu::storage::Result<RedbStorage> { RedbStorage::open(p) };
     let _: Result<()> = Err(Error::abort("x"));
     let _: Option<Transaction> = None;
 }
@@ -34,5 +35,24 @@ fn crate_paths() {
     let _: Option<khonsu::arrow::array::RecordBatch> = None;
     let _: Option<khonsu::arrow::schema::Schema> = None;
     let _: Option<khonsu::BufferStats> = None;
+    let _: Option<khonsu::DurabilityStats> = None;
+    let _: Option<khonsu::GroupCommitStats> = None;
+    let _: Option<khonsu::StorageStats> = None;
+    let _: Option<khonsu::CommitRecord> = None;
+    let _: Option<khonsu::WriteFailure> = None;
+    let _: Option<khonsu::WriteGroup<'_>> = None;
+    let _ = |p: &std::path::Path| khonsu::storage::inspect(p);
+    let _ = |p: &std::path::Path| -> khonsu::Result<khonsu::Khonsu> { khonsu::Khonsu::open(p) };
     assert!(khonsu::Khonsu::builder().build().is_ok());
+}
+
+#[cfg(feature = "fjall")]
+#[test]
+fn fjall_paths() {
+    let _ = |p: &std::path::Path| -> khonsu::storage::Result<khonsu::FjallStorage> {
+        khonsu::FjallStorage::open(p)
+    };
+    let _ = |p: &std::path::Path| -> khonsu::storage::Result<khonsu::prelude::FjallStorage> {
+        khonsu::prelude::FjallStorage::open(p)
+    };
 }
