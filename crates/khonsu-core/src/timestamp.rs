@@ -1,7 +1,8 @@
 //! The timestamp oracle: one monotonic clock for commit timestamps and the
 //! visibility horizon that makes every commit appear atomically.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex, PoisonError};
 
 use crossbeam_utils::{Backoff, CachePadded};
 
@@ -24,9 +25,15 @@ pub const MAX_TIMESTAMP: Timestamp = (1 << 60) - 1;
 ///
 /// A committer takes a [`CommitTicket`], installs its versions, and then
 /// [publishes](CommitTicket::publish) the ticket. Tickets publish in
-/// timestamp order (a short wait on the predecessor), so a snapshot taken
-/// at `visible` never sees half of a commit, and a thread that returns from
+/// timestamp order (a wait on the predecessor), so a snapshot taken at
+/// `visible` never sees half of a commit, and a thread that returns from
 /// `commit` sees its own writes in its next transaction.
+///
+/// The wait spins and yields briefly, then sleeps: with durable storage a
+/// predecessor may be waiting for a disk sync (hundreds of microseconds),
+/// and a yielding loop would take the CPU its storage write needs. A
+/// publisher wakes sleepers only when there are some (one load of a counter
+/// otherwise), so the in-memory path never touches the lock.
 ///
 /// ```
 /// use khonsu_core::TimestampOracle;
@@ -42,6 +49,11 @@ pub const MAX_TIMESTAMP: Timestamp = (1 << 60) - 1;
 pub struct TimestampOracle {
     allocated: CachePadded<AtomicU64>,
     visible: CachePadded<AtomicU64>,
+    /// Publishers sleeping in [`publish`](Self::publish) on a predecessor.
+    sleepers: CachePadded<AtomicUsize>,
+    /// Held to sleep on, and to wake, `advanced`.
+    lock: Mutex<()>,
+    advanced: Condvar,
 }
 
 impl TimestampOracle {
@@ -53,6 +65,9 @@ impl TimestampOracle {
         Self {
             allocated: CachePadded::new(AtomicU64::new(start)),
             visible: CachePadded::new(AtomicU64::new(start)),
+            sleepers: CachePadded::new(AtomicUsize::new(0)),
+            lock: Mutex::new(()),
+            advanced: Condvar::new(),
         }
     }
 
@@ -102,14 +117,41 @@ impl TimestampOracle {
 
     fn publish(&self, ts: Timestamp) {
         // Commits become visible in timestamp order: wait until every
-        // earlier ticket has published. Predecessors only have their
-        // install left to do, so this wait is short; `Backoff` spins first
-        // and then yields the core so a preempted predecessor can finish.
+        // earlier ticket has published. In memory, predecessors only have
+        // their install left to do: `Backoff` spins, then yields the core so
+        // a preempted predecessor can finish. A predecessor still waiting
+        // for its storage write takes longer: then sleep until woken.
         let backoff = Backoff::new();
         while self.visible.load(Ordering::SeqCst) != ts - 1 {
+            if backoff.is_completed() {
+                self.sleep_until_visible(ts - 1);
+                break;
+            }
             backoff.snooze();
         }
         self.visible.store(ts, Ordering::SeqCst);
+        // Store `visible` then load `sleepers`, against the sleeper's
+        // increment of `sleepers` then load of `visible` (all `SeqCst`):
+        // either the sleeper sees our timestamp, or we see it and wake it
+        // under the lock it checks and waits under, so no wake-up is lost.
+        if self.sleepers.load(Ordering::SeqCst) != 0 {
+            let _held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+            self.advanced.notify_all();
+        }
+    }
+
+    /// Sleeps until `visible` is at least `ts` (the predecessor published).
+    fn sleep_until_visible(&self, ts: Timestamp) {
+        self.sleepers.fetch_add(1, Ordering::SeqCst);
+        let mut held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        while self.visible.load(Ordering::SeqCst) < ts {
+            held = self
+                .advanced
+                .wait(held)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        drop(held);
+        self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
