@@ -46,7 +46,7 @@ fn build(value: &Value) -> Result<RecordBatch, ArrowError> {
     let mut fields = Vec::new();
     let mut columns: Vec<ArrayRef> = Vec::new();
     for (i, index) in value.types.iter().enumerate() {
-        let kind = kinds[index.index(kinds.len())];
+        let kind = index.get(&kinds);
         let column = kind.column(value.seed + i, value.len)?;
         fields.push(Field::new(
             format!("c{i}"),
@@ -88,13 +88,14 @@ fn round_trip<S: Storage>(
         .collect::<Result<_, _>>()
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let half = mutations.len() / 2;
+    let (early, late) = mutations.split_at(half);
     let first = CommitRecord {
         commit_ts: 7,
-        mutations: mutations[..half].to_vec(),
+        mutations: early.to_vec(),
     };
     let second = CommitRecord {
         commit_ts: 8,
-        mutations: mutations[half..].to_vec(),
+        mutations: late.to_vec(),
     };
     {
         let store = open().map_err(|e| TestCaseError::fail(e.to_string()))?;
