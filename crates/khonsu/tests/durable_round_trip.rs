@@ -42,7 +42,7 @@ fn every_type_round_trips(open: &dyn Fn() -> khonsu::Result<Khonsu>) {
 #[test]
 fn every_type_round_trips_through_redb_and_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    every_type_round_trips(&|| Khonsu::open(dir.path()));
+    every_type_round_trips(&|| Khonsu::open(dir.path())).unwrap();
 }
 
 #[cfg(feature = "fjall")]
@@ -52,7 +52,8 @@ fn every_type_round_trips_through_fjall_and_a_restart() {
     every_type_round_trips(&|| {
         let storage = khonsu::FjallStorage::open(dir.path()).unwrap();
         Khonsu::builder().storage(Arc::new(storage)).build()
-    });
+    })
+    .unwrap();
 }
 
 #[test]
