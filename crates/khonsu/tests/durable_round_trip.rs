@@ -9,34 +9,35 @@ use arrow_array::{DictionaryArray, Int8Array, RecordBatch, types::Int8Type};
 use khonsu::arrow_utils::sample;
 use khonsu::prelude::*;
 
-fn every_type_round_trips(open: &dyn Fn() -> khonsu::Result<Khonsu>) {
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn every_type_round_trips(open: &dyn Fn() -> khonsu::Result<Khonsu>) -> TestResult {
     let kinds = sample::types();
-    let expected: Vec<(String, RecordBatch)> = kinds
-        .iter()
-        .enumerate()
-        .map(|(i, kind)| (format!("type/{}", kind.name()), kind.batch(i, 6).unwrap()))
-        .collect();
+    let mut expected: Vec<(String, RecordBatch)> = Vec::new();
+    for (i, kind) in kinds.iter().enumerate() {
+        expected.push((format!("type/{}", kind.name()), kind.batch(i, 6)?));
+    }
     {
-        let db = open().unwrap();
+        let db = open()?;
         // Half in one transaction, the rest one per transaction.
         let (together, alone) = expected.split_at(expected.len() / 2);
         let mut t = db.start_transaction();
         for (key, batch) in together {
-            t.write(key.as_str(), batch.clone()).unwrap();
+            t.write(key.as_str(), batch.clone())?;
         }
-        t.commit().unwrap();
+        t.commit()?;
         for (key, batch) in alone {
-            db.atomically(|t| t.write(key.as_str(), batch.clone()))
-                .unwrap();
+            db.atomically(|t| t.write(key.as_str(), batch.clone()))?;
         }
     }
-    let db = open().unwrap();
+    let db = open()?;
     let mut t = db.start_transaction();
     for (key, batch) in &expected {
-        let got = t.read(key).unwrap().unwrap_or_else(|| panic!("{key} lost"));
+        let got = t.read(key)?.unwrap_or_else(|| panic!("{key} lost"));
         assert_eq!(&*got, batch, "{key} changed");
     }
-    assert_eq!(t.scan_prefix("type/").unwrap().len(), kinds.len());
+    assert_eq!(t.scan_prefix("type/")?.len(), kinds.len());
+    Ok(())
 }
 
 #[test]
