@@ -3,8 +3,8 @@
 //! A software transactional memory for Rust whose values are Apache Arrow
 //! [`RecordBatch`](arrow_array::RecordBatch)es. Many threads run
 //! transactions over one shared, in-memory, multi-version buffer with real
-//! isolation levels; committed changes can be persisted through a
-//! [`Storage`].
+//! isolation levels; commits are made durable on an embedded database
+//! (redb by default) before they become visible.
 //!
 //! This crate is a facade: it re-exports the layered crates below and holds
 //! no logic of its own.
@@ -73,6 +73,95 @@
 //! # Ok::<(), khonsu::Error>(())
 //! ```
 //!
+//! ## What is atomic
+//!
+//! A transaction's writes become visible all at once, at its commit
+//! timestamp: a reader at any isolation level sees all of a committed
+//! transaction or none of it, never a half-applied transfer, and never a
+//! write of a transaction that aborted or has not committed. A thread that
+//! returns from `commit` sees its own writes in its next transaction.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow_array::{Array, Int64Array, RecordBatch};
+//! use khonsu::prelude::*;
+//!
+//! let db = Khonsu::builder().build()?;
+//! let v = |n: i64| RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![n])) as _)]).unwrap();
+//! let get = |b: &RecordBatch| b.column(0).as_any().downcast_ref::<Int64Array>().unwrap().value(0);
+//! db.atomically(|t| { t.write("a", v(50))?; t.write("b", v(50)) })?;
+//! std::thread::scope(|s| {
+//!     s.spawn(|| for i in 0..200 {
+//!         db.atomically(|t| { t.write("a", v(50 - i % 10))?; t.write("b", v(50 + i % 10)) }).unwrap();
+//!     });
+//!     s.spawn(|| for _ in 0..200 {
+//!         let mut r = db.start_transaction_with(TransactionOptions::new().read_only(true));
+//!         let (a, b) = (r.read("a").unwrap().unwrap(), r.read("b").unwrap().unwrap());
+//!         assert_eq!(get(&a) + get(&b), 100); // never half of a transfer
+//!     });
+//! });
+//! # Ok::<(), khonsu::Error>(())
+//! ```
+//!
+//! What is *not* atomic: a transaction is not visible to itself in other
+//! transactions before it commits; `atomically` may run its closure several
+//! times (keep side effects out of it); and a transaction only orders itself
+//! against other transactions of the same database.
+//!
+//! ## Persistence and recovery
+//!
+//! [`Khonsu::open`] opens (or creates) a durable database in a directory,
+//! on the embedded default store, redb ([`RedbStorage`]); `FjallStorage`
+//! (cargo feature `fjall`) is the alternative, and
+//! [`KhonsuBuilder::storage`] takes any [`Storage`]. Opening recovers every
+//! committed key and the clock; the first new commit gets a timestamp above
+//! every recovered one.
+//!
+//! * `commit` returns only after the storage write carrying it is synced to
+//!   disk, and nothing is visible before that: a crash (of the process or
+//!   the machine) never loses an acknowledged commit, and no reader ever saw
+//!   a commit a crash could lose.
+//! * Concurrent committers share one storage write and one sync (group
+//!   commit). [`Khonsu::durability_stats`] counts writes, syncs, commits.
+//! * A failed storage write aborts exactly its transactions
+//!   ([`Error::Storage`]). A write whose outcome is unknown (a failed
+//!   `fsync`) makes the database refuse commits until it is reopened.
+//! * A directory is opened by one process at a time; damaged, truncated or
+//!   foreign files are clear errors naming the file, never a panic or
+//!   silently empty data. `khonsu inspect DIR` verifies a store.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use arrow_array::{Int64Array, RecordBatch};
+//! use khonsu::prelude::*;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let batch = RecordBatch::try_from_iter([("qty", Arc::new(Int64Array::from(vec![10])) as _)])?;
+//! {
+//!     let db = Khonsu::open(dir.path())?;
+//!     db.atomically(|t| t.write("position/ACME", batch.clone()))?; // synced when it returns
+//!     assert!(Khonsu::open(dir.path()).is_err()); // one open at a time
+//! }
+//! let db = Khonsu::open(dir.path())?; // a restart: recovered
+//! assert_eq!(*db.start_transaction().read("position/ACME")?.unwrap(), batch);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! The format, group commit and the failure semantics: `docs/storage.md`.
+//!
+//! ## Memory
+//!
+//! The whole data set lives in memory, one multi-version chain per key.
+//! Each commit reclaims the versions of the keys it wrote that no open
+//! snapshot can see any more, and revisits one key queued earlier; freed
+//! versions go back through epoch-based reclamation once no reader can hold
+//! them. So memory stays bounded under endless overwrites. A snapshot that
+//! stays open keeps every version written since it began (the commit path
+//! reclaims only below the oldest snapshot);
+//! [`Khonsu::collect_garbage`] then frees every version between open
+//! snapshots, and [`Khonsu::stats`] counts keys and versions. Storage holds
+//! one copy of each live key's newest value.
+//!
 //! ## Isolation levels
 //!
 //! | level | reads see | prevents | allowed |
@@ -88,8 +177,18 @@
 //! * [`arrow_utils`] (`khonsu-arrow-utils`) — `RecordBatch` helpers.
 //! * [`core`] (`khonsu-core`) — `Key`, timestamps, the `TxnBuffer`.
 //! * [`concurrency`] (`khonsu-concurrency`) — dependency tracking, validation, conflict resolution.
-//! * [`storage`] (`khonsu-storage`) — the `Storage` trait and `MemoryStorage`.
-//! * [`txn`] (`khonsu-txn`) — `Khonsu`, `Transaction`, the commit pipeline, recovery.
+//! * [`storage`] (`khonsu-storage`) — the `Storage` trait, `RedbStorage`,
+//!   `FjallStorage` (feature `fjall`), `MemoryStorage`, the value codec,
+//!   `inspect`, the adapter `conformance` checks.
+//! * [`txn`] (`khonsu-txn`) — `Khonsu`, `Transaction`, the commit pipeline,
+//!   group commit, recovery.
+//!
+//! ## Safety
+//!
+//! No `unsafe` code anywhere in the workspace (`unsafe_code = "forbid"`);
+//! memory is reclaimed by `crossbeam-epoch` and `sdd`, both epoch-based
+//! with safe APIs. No panic is reachable from the public API on user input:
+//! bad input, storage faults and damaged files are errors.
 
 #[doc(inline)]
 pub use khonsu_arrow_utils as arrow_utils;
