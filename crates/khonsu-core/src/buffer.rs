@@ -28,6 +28,10 @@ use crate::{Key, Pins, Timestamp, VersionedValue};
 // LOCKED and PRUNING exclude each other and each excludes itself. Validators
 // only look at LOCKED: pruning never changes what any snapshot reads, so it
 // must not look like a concurrent writer.
+/// How long a committer sleeps per wait on another committer's intent once
+/// spinning and yielding are over (see [`TxnBuffer::lock`]).
+const INTENT_SLEEP: std::time::Duration = std::time::Duration::from_micros(20);
+
 const LOCKED: u64 = 1 << 63;
 const DEAD: u64 = 1 << 62;
 const QUEUED: u64 = 1 << 61;
@@ -486,9 +490,11 @@ impl TxnBuffer {
 
     /// Takes the write intent on `key`, creating the key's head if needed.
     ///
-    /// While another committer holds the intent this waits (spinning, then
-    /// yielding) at most `max_waits` times; callers that would abort anyway
-    /// once the holder commits pass `0` to fail fast.
+    /// While another committer holds the intent this waits at most
+    /// `max_waits` times: spinning, then yielding, then sleeping 20 µs per
+    /// wait — a holder with durable storage waits for a disk sync, and a
+    /// yield loop would take the CPU that sync's writer needs. Callers that
+    /// would abort anyway once the holder commits pass `0` to fail fast.
     ///
     /// # Errors
     /// [`Error::IntentBusy`](crate::Error::IntentBusy) when the wait budget
@@ -519,7 +525,11 @@ impl TxnBuffer {
                         }
                     );
                     waits += 1;
-                    backoff.snooze();
+                    if backoff.is_completed() {
+                        std::thread::sleep(INTENT_SLEEP);
+                    } else {
+                        backoff.snooze();
+                    }
                     continue;
                 }
                 if state
