@@ -1,23 +1,38 @@
-//! Command-line arguments of the `khonsu` binary (clap derive).
+//! Command-line arguments of the `khonsu` binary (clap derive): what the user
+//! typed, before [`config`](crate::config) resolves it.
 //!
 //! Every field's doc comment is its `--help` text, so the help output and this
 //! file cannot drift apart.
 
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use khonsu::{ConflictResolution, TransactionIsolation};
 
+/// The default `--data-dir`, relative to the current directory.
+pub(crate) const DEFAULT_DATA_DIR: &str = "khonsu-data";
+/// The default `--accounts` of a new bank.
+pub(crate) const DEFAULT_ACCOUNTS: u64 = 1000;
+/// The default `--initial-balance` of a new bank.
+pub(crate) const DEFAULT_INITIAL_BALANCE: i64 = 1000;
+
 /// Exit codes, shown under `--help`.
 const EXIT_CODES: &str = "\
 Exit codes:
-  0  success: every invariant held
-  1  an engine error other than a retryable conflict (printed with its cause chain)
-  2  invalid command line
+  0  success: every invariant held (inspect: the store is healthy)
+  1  an error other than a retryable conflict, printed with its cause chain: the
+     data directory is open in another process, is not a Khonsu store or not a
+     demo bank, cannot be read or recovered, or the engine failed
+  2  invalid command line (also: --storage fjall in a binary built without the
+     fjall feature, --data-dir with --storage memory)
   3  an invariant was violated: the total was not conserved, an audit at
      repeatable-read/serializable saw an inconsistent total, or a read-only
-     transaction aborted";
+     transaction aborted
+  4  inspect: the store is damaged: a value does not decode or the store's
+     contents do not match its own records (each damaged key is listed), or its
+     file is too damaged to open";
 
 /// Notes on the demo workload, shown under `khonsu demo --help`.
 const DEMO_NOTES: &str = "\
@@ -29,14 +44,38 @@ Workload:
   capped at the payer's balance (a transfer from an empty account moves 0). A
   transaction that loses a conflict is rolled back, counted by conflict kind and
   retried until it commits. Auditor threads run read-only transactions that scan all
-  accounts and check that the total equals the initial total. (Only --resolution append
+  accounts and check that the total equals the total at the start of the run; at the
+  end, the total must equal the one the bank was created with. (Only --resolution append
   can leave several rows in an account's batch; its balance is then the last row.)
 
   At repeatable-read and serializable a read-modify-write that races a concurrent
   commit always aborts, so the total must be conserved whatever --resolution says.
   At read-committed only --resolution fail prevents lost updates; replace, ignore and
   append let transfers overwrite, drop or merge concurrent writes, so the total may
-  drift and the run then exits with code 3 on purpose.";
+  drift and the run then exits with code 3 on purpose.
+
+Persistence:
+  By default the bank lives in the data directory ./khonsu-data (--data-dir), in the
+  embedded redb store; every commit returns only once it is synced to disk, and
+  concurrent commits share one write and one sync (group commit). The directory is
+  created on the first run. A later run on the same directory resumes the bank: it
+  recovers the accounts and their balances as the last run left them, and checks
+  conservation against the total the bank was created with. The bank's own record
+  (account count, initial balance and total, runs started) is the key \"demo/meta\",
+  written in the transaction that creates the accounts; accounts are the 8-byte keys.
+  A resumed bank keeps its account count and initial balance: --accounts and
+  --initial-balance only shape a new bank, and a different value given for a resumed
+  one is ignored with a note. A directory holding a Khonsu store that is not a demo
+  bank, or other files, is refused (exit code 1); so is a directory that another
+  process has open. --in-memory keeps nothing and creates no directory.
+  `khonsu inspect DIR` shows what a data directory holds.";
+
+/// Notes on `khonsu inspect`, shown under `khonsu inspect --help`.
+const INSPECT_NOTES: &str = "\
+Inspect opens the store as the engine does (it takes the directory's lock, so it
+fails while a demo runs on it, and repairs the file if the last process crashed),
+reads every value back and checks its checksum and Arrow encoding, and checks the
+store's key count and digest against its own records. It never creates a store.";
 
 /// Khonsu: a software transactional memory whose values are Apache Arrow `RecordBatch`es.
 #[derive(Debug, Parser)]
@@ -55,6 +94,49 @@ pub(crate) enum Command {
     /// commit latency.
     #[command(after_help = format!("{DEMO_NOTES}\n\n{EXIT_CODES}"))]
     Demo(DemoArgs),
+
+    /// Show what a data directory's store holds (adapter, keys, rows, value bytes,
+    /// last commit timestamp, bytes on disk, repair after an unclean shutdown) and
+    /// verify that every value decodes; exits with 4 when the store is damaged.
+    #[command(after_help = format!("{INSPECT_NOTES}\n\n{EXIT_CODES}"))]
+    Inspect(InspectArgs),
+}
+
+/// Arguments of `khonsu inspect`.
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
+pub(crate) struct InspectArgs {
+    /// The data directory, e.g. khonsu-data.
+    #[arg(value_name = "DIR")]
+    pub(crate) dir: PathBuf,
+}
+
+/// `--storage` values: where the bank persists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum StorageKind {
+    /// The embedded redb store (a B-tree in one file, DIR/data.redb).
+    Redb,
+    /// The embedded fjall store (an LSM tree, DIR/fjall/); only in a binary built
+    /// with `--features fjall`.
+    Fjall,
+    /// No persistence: the bank lives and dies with the process.
+    Memory,
+}
+
+impl StorageKind {
+    /// The flag value, e.g. `redb`.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Redb => "redb",
+            Self::Fjall => "fjall",
+            Self::Memory => "memory",
+        }
+    }
+}
+
+impl fmt::Display for StorageKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Flags of `khonsu demo`.
@@ -74,10 +156,11 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_name = "N", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub(crate) threads: u32,
 
-    /// Number of accounts: at least 2 (a transfer needs two distinct accounts), at
-    /// most 1000000 (each account costs about 1 KB of memory).
-    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
-    pub(crate) accounts: u64,
+    /// Number of accounts of a new bank: at least 2 (a transfer needs two distinct
+    /// accounts), at most 1000000 (each account costs about 1 KB of memory).
+    /// [default: 1000; a resumed bank keeps its own, see below]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=1_000_000))]
+    pub(crate) accounts: Option<u64>,
 
     /// Run for this many seconds (fractions allowed, e.g. 0.5). Ignored when
     /// --transfers is given.
@@ -98,9 +181,10 @@ pub(crate) struct DemoArgs {
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=64))]
     pub(crate) auditors: u32,
 
-    /// Starting balance of every account.
-    #[arg(long, value_name = "AMOUNT", default_value_t = 1000, value_parser = clap::value_parser!(i64).range(0..=1_000_000_000))]
-    pub(crate) initial_balance: i64,
+    /// Starting balance of every account of a new bank. [default: 1000; a resumed
+    /// bank keeps its own]
+    #[arg(long, value_name = "AMOUNT", value_parser = clap::value_parser!(i64).range(0..=1_000_000_000))]
+    pub(crate) initial_balance: Option<i64>,
 
     /// Largest amount one transfer moves (each transfer picks 1..=this, capped at the
     /// payer's balance).
@@ -111,6 +195,21 @@ pub(crate) struct DemoArgs {
     /// terminal).
     #[arg(long)]
     pub(crate) no_progress: bool,
+
+    /// The data directory the bank persists in, created if missing; a second run
+    /// on it resumes the bank. [default: khonsu-data, in the current directory]
+    #[arg(long, value_name = "DIR", conflicts_with = "in_memory")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// Where the bank persists: redb (the embedded default), fjall (needs a binary
+    /// built with `--features fjall`), or memory (nothing persists).
+    #[arg(long, value_name = "STORE", value_enum, default_value_t = StorageKind::Redb)]
+    pub(crate) storage: StorageKind,
+
+    /// Keep nothing: shorthand for --storage memory (no data directory is created
+    /// or read).
+    #[arg(long, conflicts_with = "storage")]
+    pub(crate) in_memory: bool,
 }
 
 /// When the workers stop.
@@ -128,6 +227,15 @@ impl DemoArgs {
         match self.transfers {
             Some(n) => StopAfter::Transfers(n),
             None => StopAfter::Elapsed(self.seconds),
+        }
+    }
+
+    /// The storage asked for: `--in-memory` is `--storage memory`.
+    pub(crate) fn storage_kind(&self) -> StorageKind {
+        if self.in_memory {
+            StorageKind::Memory
+        } else {
+            self.storage
         }
     }
 }
@@ -237,6 +345,7 @@ mod tests {
         let command_line = ["khonsu", "demo"].iter().chain(args);
         Cli::try_parse_from(command_line).map(|cli| match cli.command {
             Command::Demo(demo) => demo,
+            Command::Inspect(args) => panic!("parsed as inspect: {args:?}"),
         })
     }
 
@@ -251,10 +360,15 @@ mod tests {
         assert_eq!(args.isolation, Isolation::Serializable);
         assert_eq!(args.resolution, Resolution::Fail);
         assert_eq!(args.threads, 2);
-        assert_eq!(args.accounts, 1000);
+        assert_eq!(args.accounts, None);
+        assert_eq!(args.initial_balance, None);
         assert_eq!(args.auditors, 1);
         assert_eq!(args.seed, None);
         assert!(!args.no_progress);
+        assert_eq!(args.data_dir, None);
+        assert_eq!(args.storage, StorageKind::Redb);
+        assert!(!args.in_memory);
+        assert_eq!(args.storage_kind(), StorageKind::Redb);
         assert_eq!(
             args.stop_after(),
             StopAfter::Elapsed(Duration::from_secs(5))
@@ -283,15 +397,21 @@ mod tests {
             "--max-amount",
             "3",
             "--no-progress",
+            "--data-dir",
+            "some/dir",
+            "--storage",
+            "fjall",
         ])
         .unwrap();
+        assert_eq!(args.data_dir, Some(PathBuf::from("some/dir")));
+        assert_eq!(args.storage_kind(), StorageKind::Fjall);
         assert_eq!(args.isolation, Isolation::ReadCommitted);
         assert_eq!(args.resolution, Resolution::Replace);
         assert_eq!(args.threads, 8);
-        assert_eq!(args.accounts, 50);
+        assert_eq!(args.accounts, Some(50));
         assert_eq!(args.seed, Some(42));
         assert_eq!(args.auditors, 0);
-        assert_eq!(args.initial_balance, 7);
+        assert_eq!(args.initial_balance, Some(7));
         assert_eq!(args.max_amount, 3);
         assert!(args.no_progress);
         assert_eq!(
@@ -346,6 +466,9 @@ mod tests {
             &["--initial-balance", "-5"],
             &["--max-amount", "0"],
             &["--no-such-flag"],
+            &["--storage", "sqlite"],
+            &["--storage"],
+            &["--data-dir"],
         ];
         for args in bad {
             let err = demo(args).unwrap_err();
@@ -360,6 +483,47 @@ mod tests {
                 err.kind()
             );
         }
+    }
+
+    #[test]
+    fn every_storage_name_parses() {
+        for kind in StorageKind::value_variants() {
+            let args = demo(&["--storage", kind.name()]).unwrap();
+            assert_eq!(args.storage_kind(), *kind);
+        }
+    }
+
+    #[test]
+    fn in_memory_is_storage_memory() {
+        let args = demo(&["--in-memory"]).unwrap();
+        assert!(args.in_memory);
+        assert_eq!(args.storage_kind(), StorageKind::Memory);
+        assert_eq!(args.data_dir, None);
+    }
+
+    #[test]
+    fn in_memory_conflicts_with_storage_and_data_dir() {
+        for args in [
+            &["--in-memory", "--storage", "redb"][..],
+            &["--storage", "memory", "--in-memory"],
+            &["--in-memory", "--data-dir", "d"],
+        ] {
+            let err = demo(args).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::ArgumentConflict, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn inspect_takes_a_directory() {
+        let cli = Cli::try_parse_from(["khonsu", "inspect", "khonsu-data"]).unwrap();
+        match cli.command {
+            Command::Inspect(args) => assert_eq!(args.dir, PathBuf::from("khonsu-data")),
+            Command::Demo(args) => panic!("parsed as demo: {args:?}"),
+        }
+        let err = Cli::try_parse_from(["khonsu", "inspect"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let err = Cli::try_parse_from(["khonsu", "inspect", "a", "b"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownArgument);
     }
 
     #[test]

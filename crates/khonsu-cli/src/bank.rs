@@ -1,83 +1,175 @@
-//! The bank-transfer workload: accounts as Arrow batches, concurrent transfers,
-//! auditors, and the coordinator that runs them and returns a [`Summary`].
+//! The bank: accounts as Arrow batches in a Khonsu database, the bank's own
+//! record, and the operations on them — create or resume the bank
+//! ([`Bank::open`]), one transfer attempt, one audit. The threads that run
+//! them live in [`run`](crate::run).
 //!
 //! # Data model
 //!
-//! Account `id` (`0..accounts`) is stored under `Key::from(id)` (big-endian, so a
-//! full scan visits accounts in id order) as a one-row batch
+//! Account `id` (`0..accounts`) is stored under `Key::from(id)` (8 big-endian
+//! bytes, so a scan visits accounts in id order) as a one-row batch
 //! `{account: UInt64, balance: Int64}`. Only `ConflictResolution::Append` can make
 //! a batch hold several rows (our rows after the concurrently committed ones); the
 //! account's balance is then its **last** row, the most recently appended one.
+//!
+//! The bank's record, [`BankMeta`], is the one-row batch
+//! `{accounts: UInt64, initial_balance: Int64, initial_total: Int64, runs: UInt64}`
+//! under [`META_KEY`] (`b"demo/meta"`: 9 bytes, never an account key), written in
+//! the transaction that creates the accounts, so a store holds either a whole
+//! bank or none. Audits scan the key range `Key::from(0)..Key::from(accounts)`,
+//! which holds exactly the accounts: every id below `2^56` starts with a zero
+//! byte, and the record's key starts with `d`, so it sorts after the range.
+//!
+//! # Opening
+//!
+//! [`Bank::open`] runs one transaction: it reads the record and scans the
+//! store. Without a record, the store must be empty: the accounts are created
+//! with the record (`runs` 1). With one, every key must be the record or one of
+//! its accounts, each account's batch must decode, and `runs` is incremented;
+//! the balances are those the last run left. Anything else is an error, never a
+//! half-adopted store.
 //!
 //! # Transfers
 //!
 //! A transfer reads both accounts, moves `min(amount, payer's balance)` (so no
 //! balance ever goes below zero) and writes both. On a retryable conflict the
-//! transaction is dropped (rolled back), the abort is counted by kind, and the same
-//! transfer is retried with fresh reads until it commits (or the run's time is up).
+//! caller drops the transaction (rolls back), counts the abort by kind, and
+//! retries the same transfer with fresh reads.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread::{self, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
-use arrow_array::{ArrayRef, Int64Array, RecordBatch, UInt64Array};
+use arrow_array::types::{Int64Type, UInt64Type};
+use arrow_array::{
+    Array, ArrayRef, ArrowPrimitiveType, Int64Array, PrimitiveArray, RecordBatch, UInt64Array,
+};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use indicatif::ProgressBar;
 use khonsu::prelude::*;
-use rand::rngs::Xoshiro256PlusPlus;
-use rand::{RngExt, SeedableRng};
+use khonsu::storage::display_key;
 use snafu::{OptionExt, ResultExt, ensure};
 
-use crate::args::{DemoArgs, Isolation, Resolution, StopAfter};
+use crate::config::{NewBank, StorageChoice};
 use crate::error::{
-    AuditSnafu, BalanceOverflowSnafu, BuildBatchSnafu, CreateAccountsSnafu, MalformedAccountSnafu,
-    MissingAccountSnafu, OpenSnafu, Result, SpawnSnafu, ThreadPanickedSnafu, TransferSnafu,
-    UnexpectedKeySnafu,
+    AuditSnafu, BalanceOverflowSnafu, BankTooLargeSnafu, BuildBatchSnafu, BuildMetaSnafu,
+    DamagedBankSnafu, MalformedAccountSnafu, MissingAccountSnafu, NotABankSnafu, OpenBankSnafu,
+    Result, TransferSnafu, UnexpectedKeySnafu,
 };
-use crate::report::{Holdings, Summary};
-use crate::stats::{AbortCounts, LatencyHistogram};
+use crate::report::Holdings;
 
-/// How often the coordinator refreshes the progress line and checks the clock.
-const TICK: Duration = Duration::from_millis(50);
+/// The key of the bank's record: 9 bytes, so no account key (8 bytes) equals it.
+pub(crate) const META_KEY: &[u8] = b"demo/meta";
 
-/// Everything a run needs, resolved from the command line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct BankConfig {
-    /// Isolation level of every transaction.
-    pub(crate) isolation: Isolation,
-    /// Write-write conflict resolution.
-    pub(crate) resolution: Resolution,
-    /// Transfer threads.
-    pub(crate) threads: u32,
-    /// Auditor threads.
-    pub(crate) auditors: u32,
-    /// Number of accounts (at least 2).
+/// The bank's own record, stored under [`META_KEY`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BankMeta {
+    /// Number of accounts, `0..accounts`.
     pub(crate) accounts: u64,
-    /// Starting balance of each account.
+    /// Starting balance of each account when the bank was created.
     pub(crate) initial_balance: i64,
-    /// Largest amount one transfer moves (at least 1).
-    pub(crate) max_amount: i64,
-    /// When the workers stop.
-    pub(crate) stop: StopAfter,
-    /// Seed of the workers' random choices.
-    pub(crate) seed: u64,
+    /// `accounts * initial_balance`: the total every run must conserve.
+    pub(crate) initial_total: i64,
+    /// Runs started on this bank, this one included.
+    pub(crate) runs: u64,
 }
 
-impl BankConfig {
-    /// The configuration `args` ask for, with `seed` for the random choices.
-    pub(crate) fn new(args: &DemoArgs, seed: u64) -> Self {
-        Self {
-            isolation: args.isolation,
-            resolution: args.resolution,
-            threads: args.threads,
-            auditors: args.auditors,
-            accounts: args.accounts,
-            initial_balance: args.initial_balance,
-            max_amount: args.max_amount,
-            stop: args.stop_after(),
-            seed,
+impl BankMeta {
+    /// The record of a new bank, created by its first run.
+    fn new(accounts: u64, initial_balance: i64) -> Result<Self> {
+        let initial_total = i64::try_from(accounts)
+            .ok()
+            .and_then(|n| n.checked_mul(initial_balance))
+            .context(BankTooLargeSnafu {
+                accounts,
+                initial_balance,
+            })?;
+        Ok(Self {
+            accounts,
+            initial_balance,
+            initial_total,
+            runs: 1,
+        })
+    }
+
+    /// What an audit of the bank as created sees.
+    pub(crate) fn initial(&self) -> Holdings {
+        Holdings {
+            accounts: self.accounts,
+            total: i128::from(self.initial_total),
         }
+    }
+
+    /// The schema of the record's batch.
+    fn schema() -> SchemaRef {
+        Arc::new(Schema::new(vec![
+            Field::new("accounts", DataType::UInt64, false),
+            Field::new("initial_balance", DataType::Int64, false),
+            Field::new("initial_total", DataType::Int64, false),
+            Field::new("runs", DataType::UInt64, false),
+        ]))
+    }
+
+    /// The record as a one-row batch.
+    fn to_batch(self) -> Result<RecordBatch> {
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(UInt64Array::from(vec![self.accounts])),
+            Arc::new(Int64Array::from(vec![self.initial_balance])),
+            Arc::new(Int64Array::from(vec![self.initial_total])),
+            Arc::new(UInt64Array::from(vec![self.runs])),
+        ];
+        RecordBatch::try_new(Self::schema(), columns).context(BuildMetaSnafu)
+    }
+
+    /// Reads a record back, or says what is wrong with the batch.
+    fn from_batch(batch: &RecordBatch) -> Result<Self, String> {
+        if batch.num_rows() != 1 {
+            return Err(format!(
+                "its record has {} rows instead of 1",
+                batch.num_rows()
+            ));
+        }
+        let meta = Self {
+            accounts: only_value::<UInt64Type>(batch, "accounts")?,
+            initial_balance: only_value::<Int64Type>(batch, "initial_balance")?,
+            initial_total: only_value::<Int64Type>(batch, "initial_total")?,
+            runs: only_value::<UInt64Type>(batch, "runs")?,
+        };
+        let consistent = Self::new(meta.accounts, meta.initial_balance)
+            .is_ok_and(|new| new.initial_total == meta.initial_total);
+        if meta.accounts < 2 || meta.initial_balance < 0 || !consistent || meta.runs == 0 {
+            return Err(format!("its record is inconsistent: {meta:?}"));
+        }
+        Ok(meta)
+    }
+}
+
+/// The value of the one-row, non-null column `name` of Arrow type `T` in `batch`.
+fn only_value<T: ArrowPrimitiveType>(batch: &RecordBatch, name: &str) -> Result<T::Native, String> {
+    let column = batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<PrimitiveArray<T>>())
+        .ok_or_else(|| format!("its record has no {} column `{name}`", T::DATA_TYPE))?;
+    column
+        .iter()
+        .next()
+        .flatten()
+        .filter(|_| column.len() == 1)
+        .ok_or_else(|| format!("its record's `{name}` is not one value"))
+}
+
+/// What [`Bank::open`] found: the bank's record and the state this run starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BankState {
+    /// The record, with this run counted.
+    pub(crate) meta: BankMeta,
+    /// Runs started on this bank before this one (0: this run created it).
+    pub(crate) runs_before: u64,
+    /// What an audit saw when this run started: the bank as the last run left it.
+    pub(crate) start: Holdings,
+}
+
+impl BankState {
+    /// Whether this run resumed a bank that an earlier run created.
+    pub(crate) fn resumed(&self) -> bool {
+        self.runs_before > 0
     }
 }
 
@@ -134,59 +226,115 @@ pub(crate) fn balance_of(account: u64, batch: &RecordBatch) -> Result<i64> {
 }
 
 /// The database plus the account table's shape.
-struct Bank {
+pub(crate) struct Bank {
     /// The engine.
     db: Khonsu,
     /// Schema of every account batch.
     schema: SchemaRef,
-    /// Isolation level, for the auditors' explicit options.
-    isolation: TransactionIsolation,
-    /// Conflict resolution, for the auditors' explicit options.
-    resolution: ConflictResolution,
+    /// Number of accounts, `0..accounts`.
+    accounts: u64,
 }
 
 impl Bank {
-    /// Opens an empty in-memory database configured as `config` says.
-    fn open(config: &BankConfig) -> Result<Self> {
-        let isolation = config.isolation.to_khonsu();
-        let resolution = config.resolution.to_khonsu();
-        let db = Khonsu::builder()
-            .isolation(isolation)
-            .conflict_resolution(resolution)
-            .build()
-            .context(OpenSnafu)?;
-        Ok(Self {
-            db,
-            schema: account_schema(),
-            isolation,
-            resolution,
-        })
+    /// Creates the bank `new` describes in `db`, or resumes the bank `db` already
+    /// holds (see the module docs); `store` names where it lives, for errors.
+    ///
+    /// # Errors
+    /// [`Error::NotABank`] when `db` holds keys but no bank record,
+    /// [`Error::DamagedBank`] when its keys do not match its record, and engine
+    /// errors of the opening transaction.
+    pub(crate) fn open(
+        db: Khonsu,
+        new: NewBank,
+        store: &StorageChoice,
+    ) -> Result<(Self, BankState)> {
+        let label = store.to_string();
+        let step = |step: &'static str| OpenBankSnafu {
+            store: label.clone(),
+            step,
+        };
+        let schema = account_schema();
+        let mut t = db.start_transaction();
+        let record = t.read(META_KEY).context(step("read the record of"))?;
+        let keys = t.scan(..).context(step("scan"))?;
+        let state = match record {
+            None => {
+                if let Some((first, _)) = keys.first() {
+                    return NotABankSnafu {
+                        store: label.clone(),
+                        keys: keys.len(),
+                        meta_key: display_key(META_KEY),
+                        first_key: display_key(first.as_bytes()),
+                    }
+                    .fail();
+                }
+                let meta = BankMeta::new(new.accounts(), new.initial_balance())?;
+                for account in 0..meta.accounts {
+                    let batch = account_batch(&schema, account, meta.initial_balance)?;
+                    t.write(Key::from(account), batch).context(step("write"))?;
+                }
+                t.write(Key::from(META_KEY), meta.to_batch()?)
+                    .context(step("write"))?;
+                BankState {
+                    meta,
+                    runs_before: 0,
+                    start: meta.initial(),
+                }
+            }
+            Some(record) => {
+                let damaged = |reason: String| {
+                    DamagedBankSnafu {
+                        store: label.clone(),
+                        reason,
+                    }
+                    .build()
+                };
+                let stored = BankMeta::from_batch(&record).map_err(damaged)?;
+                let start = sum_accounts(&keys, stored.accounts).map_err(damaged)?;
+                let meta = BankMeta {
+                    runs: stored.runs.saturating_add(1),
+                    ..stored
+                };
+                t.write(Key::from(META_KEY), meta.to_batch()?)
+                    .context(step("write"))?;
+                BankState {
+                    meta,
+                    runs_before: stored.runs,
+                    start,
+                }
+            }
+        };
+        t.commit().context(step("commit"))?;
+        let accounts = state.meta.accounts;
+        Ok((
+            Self {
+                db,
+                schema,
+                accounts,
+            },
+            state,
+        ))
+    }
+
+    /// The engine.
+    pub(crate) fn db(&self) -> &Khonsu {
+        &self.db
+    }
+
+    /// Number of accounts, `0..accounts`.
+    pub(crate) fn accounts(&self) -> u64 {
+        self.accounts
     }
 
     /// The one-row batch of `account` holding `balance`.
     fn batch(&self, account: u64, balance: i64) -> Result<RecordBatch> {
-        let columns: Vec<ArrayRef> = vec![
-            Arc::new(UInt64Array::from(vec![account])),
-            Arc::new(Int64Array::from(vec![balance])),
-        ];
-        RecordBatch::try_new(Arc::clone(&self.schema), columns).context(BuildBatchSnafu { account })
-    }
-
-    /// Creates accounts `0..accounts` with `balance` each, in one transaction.
-    fn create_accounts(&self, accounts: u64, balance: i64) -> Result<()> {
-        let mut t = self.db.start_transaction();
-        for account in 0..accounts {
-            let batch = self.batch(account, balance)?;
-            t.write(Key::from(account), batch)
-                .context(CreateAccountsSnafu { accounts })?;
-        }
-        t.commit().context(CreateAccountsSnafu { accounts })?;
-        Ok(())
+        account_batch(&self.schema, account, balance)
     }
 
     /// One attempt at moving up to `wanted` from `from` to `to`. Returns how long
-    /// the successful `commit` call took.
-    fn transfer_once(&self, from: u64, to: u64, wanted: i64) -> Result<Duration> {
+    /// the successful `commit` call took (with persistence, the durable write and
+    /// its sync included).
+    pub(crate) fn transfer_once(&self, from: u64, to: u64, wanted: i64) -> Result<Duration> {
         let mut t = self.db.start_transaction();
         let mut read = |account: u64| -> Result<i64> {
             let batch = t
@@ -223,15 +371,18 @@ impl Bank {
         Ok(commit_started.elapsed())
     }
 
-    /// A read-only transaction that scans every account and sums the balances.
-    fn audit(&self) -> Result<Holdings> {
+    /// A read-only transaction that scans every account (and nothing else) and
+    /// sums the balances.
+    pub(crate) fn audit(&self) -> Result<Holdings> {
         let mut t = self.db.start_transaction_with(
             TransactionOptions::new()
-                .isolation(self.isolation)
-                .conflict_resolution(self.resolution)
+                .isolation(self.db.isolation())
+                .conflict_resolution(self.db.conflict_resolution())
                 .read_only(true),
         );
-        let rows = t.scan(..).context(AuditSnafu { step: "scan" })?;
+        let rows = t
+            .scan(Key::from(0_u64)..Key::from(self.accounts))
+            .context(AuditSnafu { step: "scan" })?;
         let mut holdings = Holdings::default();
         for (key, batch) in &rows {
             let account = account_of(key)?;
@@ -243,424 +394,202 @@ impl Bank {
     }
 }
 
-/// State shared by the coordinator and the threads; all counters are relaxed and
-/// only feed the progress line (the summary merges per-thread results).
-#[derive(Debug, Default)]
-struct Shared {
-    /// Set when the run is over (time up, workers done, or an error).
-    stop: AtomicBool,
-    /// Transfers handed out so far (in `--transfers` mode).
-    claimed: AtomicU64,
-    /// Committed transfers so far.
-    committed: AtomicU64,
-    /// Aborted attempts so far.
-    aborted: AtomicU64,
+/// The one-row batch of `account` holding `balance`.
+fn account_batch(schema: &SchemaRef, account: u64, balance: i64) -> Result<RecordBatch> {
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(UInt64Array::from(vec![account])),
+        Arc::new(Int64Array::from(vec![balance])),
+    ];
+    RecordBatch::try_new(Arc::clone(schema), columns).context(BuildBatchSnafu { account })
 }
 
-impl Shared {
-    /// Whether the run is over.
-    fn stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
+/// Sums the accounts among `keys` (a scan of the whole store), checking that
+/// every key is the record or an account below `accounts`, that each account's
+/// batch decodes, and that all `accounts` are there; else says what is wrong.
+fn sum_accounts(keys: &[(Key, Arc<RecordBatch>)], accounts: u64) -> Result<Holdings, String> {
+    let mut holdings = Holdings::default();
+    for (key, batch) in keys {
+        if key.as_bytes() == META_KEY {
+            continue;
+        }
+        let account = account_of(key).map_err(|_| {
+            format!(
+                "it holds the key {}, which is neither an account nor the bank's record",
+                display_key(key.as_bytes())
+            )
+        })?;
+        if account >= accounts {
+            return Err(format!(
+                "it holds account {account}, but its record says accounts 0..{accounts}"
+            ));
+        }
+        let balance = balance_of(account, batch).map_err(|e| e.to_string())?;
+        holdings.accounts += 1;
+        holdings.total += i128::from(balance);
     }
-
-    /// Ends the run for every thread.
-    fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
+    if holdings.accounts != accounts {
+        return Err(format!(
+            "it holds {} of the {accounts} accounts its record names",
+            holdings.accounts
+        ));
     }
-
-    /// Claims the next transfer; `false` when the worker should finish.
-    fn claim(&self, stop: StopAfter) -> bool {
-        if self.stopped() {
-            return false;
-        }
-        match stop {
-            StopAfter::Transfers(total) => self.claimed.fetch_add(1, Ordering::Relaxed) < total,
-            StopAfter::Elapsed(_) => true,
-        }
-    }
-}
-
-/// What one transfer thread did.
-#[derive(Debug)]
-struct WorkerStats {
-    /// Committed transfers.
-    committed: u64,
-    /// Aborted attempts, by kind.
-    aborts: AbortCounts,
-    /// Duration of each successful `commit` call.
-    commit_latency: LatencyHistogram,
-    /// Duration of each committed transfer from its first attempt, retries included.
-    transfer_latency: LatencyHistogram,
-    /// When the thread finished its last transfer.
-    finished: Instant,
-}
-
-/// What one auditor thread did.
-#[derive(Debug, Default)]
-struct AuditorStats {
-    /// Completed audits.
-    audits: u64,
-    /// Audits whose account count or total differed from the initial state.
-    inconsistent: u64,
-    /// Read-only transactions that failed with a conflict (the engine promises none).
-    read_only_aborts: u64,
-}
-
-/// Seed of worker `index`: distinct, well-mixed streams from one user seed.
-fn worker_seed(seed: u64, index: u32) -> u64 {
-    seed ^ (u64::from(index) + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-}
-
-/// Backs off after the `attempt`-th consecutive conflict: a short spin first, then
-/// yielding the processor so the winner can finish.
-fn back_off(attempt: u32) {
-    if attempt < 6 {
-        for _ in 0..(1_u32 << attempt) {
-            std::hint::spin_loop();
-        }
-    } else {
-        thread::yield_now();
-    }
-}
-
-/// A transfer thread: claims transfers until told to stop, retrying each on conflict.
-fn transfer_worker(
-    bank: &Bank,
-    shared: &Shared,
-    config: &BankConfig,
-    index: u32,
-) -> Result<WorkerStats> {
-    let mut rng = Xoshiro256PlusPlus::seed_from_u64(worker_seed(config.seed, index));
-    let mut stats = WorkerStats {
-        committed: 0,
-        aborts: AbortCounts::default(),
-        commit_latency: LatencyHistogram::default(),
-        transfer_latency: LatencyHistogram::default(),
-        finished: Instant::now(),
-    };
-    'transfers: while shared.claim(config.stop) {
-        let from = rng.random_range(0..config.accounts);
-        let mut to = rng.random_range(0..config.accounts - 1);
-        if to >= from {
-            to += 1;
-        }
-        let wanted = rng.random_range(1..=config.max_amount);
-        let started = Instant::now();
-        let mut attempt = 0_u32;
-        loop {
-            match bank.transfer_once(from, to, wanted) {
-                Ok(commit_latency) => {
-                    stats.commit_latency.record(commit_latency);
-                    stats.transfer_latency.record(started.elapsed());
-                    stats.committed += 1;
-                    shared.committed.fetch_add(1, Ordering::Relaxed);
-                    break;
-                }
-                Err(error) => {
-                    let Some(kind) = error.conflict() else {
-                        shared.stop();
-                        return Err(error);
-                    };
-                    stats.aborts.count(kind);
-                    shared.aborted.fetch_add(1, Ordering::Relaxed);
-                    if shared.stopped() {
-                        break 'transfers;
-                    }
-                    back_off(attempt);
-                    attempt = attempt.saturating_add(1);
-                }
-            }
-        }
-    }
-    stats.finished = Instant::now();
-    Ok(stats)
-}
-
-/// An auditor thread: audits until the run is over (at least once), comparing each
-/// audit with `expected`.
-fn auditor(bank: &Bank, shared: &Shared, expected: Holdings) -> Result<AuditorStats> {
-    let mut stats = AuditorStats::default();
-    loop {
-        match bank.audit() {
-            Ok(seen) => {
-                stats.audits += 1;
-                if seen != expected {
-                    stats.inconsistent += 1;
-                }
-            }
-            Err(error) => {
-                if error.conflict().is_none() {
-                    shared.stop();
-                    return Err(error);
-                }
-                stats.read_only_aborts += 1;
-            }
-        }
-        if shared.stopped() {
-            return Ok(stats);
-        }
-    }
-}
-
-/// Joins a thread, turning a panic into an error.
-fn join<T>(handle: ScopedJoinHandle<'_, Result<T>>, thread: &str) -> Result<T> {
-    handle.join().unwrap_or_else(|payload| {
-        let message = payload
-            .downcast_ref::<&str>()
-            .map(ToString::to_string)
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
-        ThreadPanickedSnafu { thread, message }.fail()
-    })
-}
-
-/// Refreshes the progress line.
-fn show_progress(progress: &ProgressBar, stop: StopAfter, shared: &Shared, started: Instant) {
-    let elapsed = started.elapsed();
-    let committed = shared.committed.load(Ordering::Relaxed);
-    let aborted = shared.aborted.load(Ordering::Relaxed);
-    let position = match stop {
-        StopAfter::Transfers(_) => committed,
-        StopAfter::Elapsed(_) => u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
-    };
-    progress.set_position(position);
-    progress.set_message(format!(
-        "committed {committed}  aborted {aborted}  {:.0} tx/s",
-        crate::report::per_second(committed, elapsed)
-    ));
-}
-
-/// Waits until every transfer thread has finished, stopping them when the time is
-/// up, and refreshes the progress line meanwhile.
-fn wait_for_workers<T>(
-    workers: &[ScopedJoinHandle<'_, T>],
-    shared: &Shared,
-    config: &BankConfig,
-    progress: &ProgressBar,
-    started: Instant,
-) {
-    let deadline = match config.stop {
-        StopAfter::Elapsed(limit) => started.checked_add(limit),
-        StopAfter::Transfers(_) => None,
-    };
-    while !workers.iter().all(ScopedJoinHandle::is_finished) {
-        let now = Instant::now();
-        if deadline.is_some_and(|deadline| now >= deadline) {
-            shared.stop();
-        }
-        show_progress(progress, config.stop, shared, started);
-        let nap = deadline.map_or(TICK, |deadline| {
-            deadline
-                .saturating_duration_since(now)
-                .clamp(Duration::from_millis(1), TICK)
-        });
-        thread::sleep(nap);
-    }
-    show_progress(progress, config.stop, shared, started);
-}
-
-/// Per-thread results of a run.
-type ThreadResults = (Vec<WorkerStats>, Vec<AuditorStats>);
-
-/// Starts the transfer and auditor threads, waits for the stop condition and joins
-/// them all. The first error (including a failure to start a thread) wins, after
-/// every started thread has stopped.
-fn run_threads(
-    bank: &Bank,
-    config: &BankConfig,
-    initial: Holdings,
-    progress: &ProgressBar,
-    started: Instant,
-) -> Result<ThreadResults> {
-    let shared = Shared::default();
-    thread::scope(|scope| {
-        let shared = &shared;
-        let mut workers = Vec::new();
-        let mut auditors = Vec::new();
-        let mut spawned = Ok(());
-        for index in 0..config.threads {
-            match thread::Builder::new()
-                .name(format!("transfer-{index}"))
-                .spawn_scoped(scope, move || transfer_worker(bank, shared, config, index))
-            {
-                Ok(handle) => workers.push(handle),
-                Err(error) => {
-                    spawned = Err(error);
-                    break;
-                }
-            }
-        }
-        for index in 0..config.auditors {
-            if spawned.is_err() {
-                break;
-            }
-            match thread::Builder::new()
-                .name(format!("auditor-{index}"))
-                .spawn_scoped(scope, move || auditor(bank, shared, initial))
-            {
-                Ok(handle) => auditors.push(handle),
-                Err(error) => spawned = Err(error),
-            }
-        }
-        if spawned.is_err() {
-            shared.stop();
-        }
-        wait_for_workers(&workers, shared, config, progress, started);
-        shared.stop(); // the auditors run until the workers are done
-
-        let workers: Vec<_> = workers
-            .into_iter()
-            .enumerate()
-            .map(|(i, handle)| join(handle, &format!("transfer thread {i}")))
-            .collect();
-        let auditors: Vec<_> = auditors
-            .into_iter()
-            .enumerate()
-            .map(|(i, handle)| join(handle, &format!("auditor thread {i}")))
-            .collect();
-        spawned.context(SpawnSnafu)?;
-        Ok((
-            workers.into_iter().collect::<Result<_>>()?,
-            auditors.into_iter().collect::<Result<_>>()?,
-        ))
-    })
-}
-
-/// Runs the whole workload: creates the accounts, runs the transfer and auditor
-/// threads until the stop condition, audits the final state and summarises.
-///
-/// A retryable conflict never ends the run; any other engine error does, and is
-/// returned after every thread has stopped.
-pub(crate) fn run(config: &BankConfig, progress: &ProgressBar) -> Result<Summary> {
-    let bank = Bank::open(config)?;
-    bank.create_accounts(config.accounts, config.initial_balance)?;
-    let initial = bank.audit()?;
-    let started = Instant::now();
-    let (workers, auditors) = run_threads(&bank, config, initial, progress, started)?;
-    let finished = workers.iter().map(|w| w.finished).max().unwrap_or(started);
-    let final_state = bank.audit()?;
-    let buffer = bank.db.stats();
-
-    let mut summary = Summary {
-        config: config.clone(),
-        elapsed: finished.saturating_duration_since(started),
-        committed: 0,
-        aborts: AbortCounts::default(),
-        commit_latency: LatencyHistogram::default(),
-        transfer_latency: LatencyHistogram::default(),
-        audits: 0,
-        inconsistent_audits: 0,
-        read_only_aborts: 0,
-        initial,
-        final_state,
-        buffer_keys: buffer.keys,
-        buffer_versions: buffer.versions,
-    };
-    for worker in &workers {
-        summary.committed += worker.committed;
-        summary.aborts.merge(&worker.aborts);
-        summary.commit_latency.merge(&worker.commit_latency);
-        summary.transfer_latency.merge(&worker.transfer_latency);
-    }
-    for auditor in &auditors {
-        summary.audits += auditor.audits;
-        summary.inconsistent_audits += auditor.inconsistent;
-        summary.read_only_aborts += auditor.read_only_aborts;
-    }
-    Ok(summary)
+    Ok(holdings)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Adapter;
+    use crate::error::Error;
 
-    fn config(isolation: Isolation, resolution: Resolution, transfers: u64) -> BankConfig {
-        BankConfig {
-            isolation,
-            resolution,
-            threads: 2,
-            auditors: 1,
-            accounts: 50,
-            initial_balance: 1000,
-            max_amount: 100,
-            stop: StopAfter::Transfers(transfers),
-            seed: 7,
+    fn asked(accounts: u64, balance: i64) -> NewBank {
+        NewBank {
+            asked_accounts: Some(accounts),
+            asked_balance: Some(balance),
         }
     }
 
-    #[test]
-    fn total_is_conserved_at_every_level_with_fail() {
-        for isolation in [
-            Isolation::ReadCommitted,
-            Isolation::RepeatableRead,
-            Isolation::Serializable,
-        ] {
-            let summary = run(
-                &config(isolation, Resolution::Fail, 2000),
-                &ProgressBar::hidden(),
-            )
-            .unwrap_or_else(|e| panic!("{isolation}: {}", snafu::Report::from_error(e)));
-            assert_eq!(summary.committed, 2000, "{isolation}");
-            assert!(summary.conserved(), "{isolation}:\n{summary}");
-            assert_eq!(summary.initial.total, 50 * 1000);
-            assert_eq!(summary.final_state.accounts, 50);
-            assert_eq!(summary.read_only_aborts, 0, "{isolation}");
-            assert!(summary.audits >= 1, "{isolation}");
-            assert!(summary.passed(), "{isolation}:\n{summary}");
-            assert_eq!(summary.commit_latency.len(), 2000);
+    fn durable(dir: &std::path::Path) -> StorageChoice {
+        StorageChoice::Durable {
+            adapter: Adapter::Redb,
+            dir: dir.to_path_buf(),
         }
     }
 
+    fn balance(db: &Khonsu, account: u64) -> i64 {
+        let batch = db
+            .start_transaction()
+            .read(Key::from(account))
+            .unwrap()
+            .unwrap();
+        balance_of(account, &batch).unwrap()
+    }
+
     #[test]
-    fn read_modify_write_is_safe_whatever_the_resolution_above_read_committed() {
-        for isolation in [Isolation::RepeatableRead, Isolation::Serializable] {
-            for resolution in [Resolution::Replace, Resolution::Ignore, Resolution::Append] {
-                let summary = run(&config(isolation, resolution, 500), &ProgressBar::hidden())
-                    .unwrap_or_else(|e| panic!("{}", snafu::Report::from_error(e)));
-                assert!(summary.passed(), "{isolation}/{resolution}:\n{summary}");
-                assert_eq!(summary.inconsistent_audits, 0, "{isolation}/{resolution}");
+    fn a_new_bank_has_its_accounts_and_record() {
+        let db = Khonsu::builder().build().unwrap();
+        let (bank, state) = Bank::open(db, asked(20, 100), &StorageChoice::Memory).unwrap();
+        assert!(!state.resumed());
+        assert_eq!(
+            state.meta,
+            BankMeta {
+                accounts: 20,
+                initial_balance: 100,
+                initial_total: 2000,
+                runs: 1
             }
+        );
+        assert_eq!(state.start, state.meta.initial());
+        // The audit sees the accounts only, not the record.
+        assert_eq!(bank.audit().unwrap(), state.start);
+        assert_eq!(bank.db().stats().keys, 21);
+    }
+
+    #[test]
+    fn a_second_open_resumes_the_bank_as_it_was_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = durable(dir.path());
+        {
+            let db = Khonsu::open(dir.path()).unwrap();
+            let (bank, _) = Bank::open(db, asked(20, 100), &store).unwrap();
+            bank.transfer_once(3, 4, 60).unwrap();
+            bank.transfer_once(3, 5, 60).unwrap(); // capped at the 40 left
+        }
+        let db = Khonsu::open(dir.path()).unwrap();
+        // Other flags: the stored bank wins.
+        let (bank, state) = Bank::open(db, asked(50, 7), &store).unwrap();
+        assert!(state.resumed());
+        assert_eq!(state.runs_before, 1);
+        assert_eq!(state.meta.runs, 2);
+        assert_eq!((state.meta.accounts, state.meta.initial_total), (20, 2000));
+        assert_eq!(state.start, state.meta.initial());
+        assert_eq!(bank.accounts(), 20);
+        assert_eq!(
+            [3, 4, 5].map(|a| balance(bank.db(), a)),
+            [0, 160, 140],
+            "the balances the first run left"
+        );
+        drop(bank);
+        let db = Khonsu::open(dir.path()).unwrap();
+        let (_, state) = Bank::open(db, NewBank::default(), &store).unwrap();
+        assert_eq!((state.runs_before, state.meta.runs), (2, 3));
+    }
+
+    #[test]
+    fn a_store_without_a_record_is_not_a_bank() {
+        let db = Khonsu::builder().build().unwrap();
+        let mut t = db.start_transaction();
+        t.write("x", account_batch(&account_schema(), 0, 1).unwrap())
+            .unwrap();
+        t.commit().unwrap();
+        let err = Bank::open(db, asked(20, 100), &StorageChoice::Memory)
+            .err()
+            .unwrap();
+        assert!(matches!(err, Error::NotABank { keys: 1, .. }), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains("does not hold a khonsu demo bank"), "{text}");
+        assert!(text.contains("\"demo/meta\""), "{text}");
+        assert!(text.contains("\"x\""), "{text}");
+    }
+
+    #[test]
+    fn a_bank_whose_keys_do_not_match_its_record_is_damaged() {
+        type Damage = fn(&mut Transaction);
+        let cases: [(Damage, &str); 3] = [
+            (
+                |t| t.delete(Key::from(3_u64)).unwrap(),
+                "holds 19 of the 20 accounts",
+            ),
+            (
+                |t| {
+                    t.write(
+                        Key::from(25_u64),
+                        account_batch(&account_schema(), 25, 1).unwrap(),
+                    )
+                    .unwrap();
+                },
+                "holds account 25",
+            ),
+            (
+                |t| {
+                    t.write("other", account_batch(&account_schema(), 0, 1).unwrap())
+                        .unwrap();
+                },
+                "neither an account nor the bank's record",
+            ),
+        ];
+        for (damage, expected) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let store = durable(dir.path());
+            drop(Bank::open(Khonsu::open(dir.path()).unwrap(), asked(20, 100), &store).unwrap());
+            {
+                let db = Khonsu::open(dir.path()).unwrap();
+                let mut t = db.start_transaction();
+                damage(&mut t);
+                t.commit().unwrap();
+            }
+            let err = Bank::open(Khonsu::open(dir.path()).unwrap(), asked(20, 100), &store)
+                .err()
+                .unwrap();
+            assert!(matches!(err, Error::DamagedBank { .. }), "{err:?}");
+            assert!(err.to_string().contains(expected), "{expected}: {err}");
         }
     }
 
     #[test]
-    fn lossy_resolutions_at_read_committed_run_to_completion() {
-        // The total may or may not drift (it depends on interleavings); the run must
-        // finish without an engine error and report the outcome consistently.
-        for resolution in [Resolution::Replace, Resolution::Ignore, Resolution::Append] {
-            let summary = run(
-                &config(Isolation::ReadCommitted, resolution, 500),
-                &ProgressBar::hidden(),
-            )
-            .unwrap_or_else(|e| panic!("{}", snafu::Report::from_error(e)));
-            assert_eq!(summary.committed, 500);
-            assert_eq!(summary.passed(), summary.conserved(), "{resolution}");
-            assert_eq!(summary.final_state.accounts, 50);
-        }
-    }
-
-    #[test]
-    fn timed_run_stops() {
-        let mut cfg = config(Isolation::Serializable, Resolution::Fail, 0);
-        cfg.stop = StopAfter::Elapsed(Duration::from_millis(200));
-        let started = Instant::now();
-        let summary = run(&cfg, &ProgressBar::hidden()).unwrap();
-        assert!(started.elapsed() < Duration::from_secs(10));
-        assert!(summary.committed > 0);
-        assert!(summary.passed(), "{summary}");
-    }
-
-    #[test]
-    fn one_thread_without_auditors() {
-        let mut cfg = config(Isolation::Serializable, Resolution::Fail, 300);
-        cfg.threads = 1;
-        cfg.auditors = 0;
-        cfg.accounts = 2;
-        let summary = run(&cfg, &ProgressBar::hidden()).unwrap();
-        assert_eq!(summary.committed, 300);
-        assert_eq!(summary.aborts.total(), 0);
-        assert_eq!(summary.audits, 0);
-        assert!(summary.passed(), "{summary}");
+    fn the_record_round_trips_and_inconsistent_records_are_refused() {
+        let meta = BankMeta::new(20, 100).unwrap();
+        assert_eq!(BankMeta::from_batch(&meta.to_batch().unwrap()), Ok(meta));
+        let bad = BankMeta {
+            initial_total: 1999,
+            ..meta
+        };
+        let err = BankMeta::from_batch(&bad.to_batch().unwrap()).unwrap_err();
+        assert!(err.contains("inconsistent"), "{err}");
+        let account = account_batch(&account_schema(), 0, 1).unwrap();
+        let err = BankMeta::from_batch(&account).unwrap_err();
+        assert!(err.contains("no UInt64 column `accounts`"), "{err}");
+        assert!(BankMeta::new(1_000_000, i64::MAX).is_err());
     }
 
     fn batch(ids: Vec<u64>, balances: Vec<Option<i64>>) -> RecordBatch {
@@ -699,11 +628,8 @@ mod tests {
     fn keys_round_trip() {
         assert_eq!(account_of(&Key::from(42_u64)).unwrap(), 42);
         assert!(account_of(&Key::from("acct/1")).is_err());
-    }
-
-    #[test]
-    fn worker_seeds_differ() {
-        assert_ne!(worker_seed(1, 0), worker_seed(1, 1));
-        assert_ne!(worker_seed(1, 0), worker_seed(2, 0));
+        assert!(account_of(&Key::from(META_KEY)).is_err());
+        // The record sorts after every account key an audit scans.
+        assert!(Key::from(META_KEY) > Key::from(1_000_000_u64));
     }
 }

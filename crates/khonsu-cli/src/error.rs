@@ -1,18 +1,66 @@
-//! Errors of the `khonsu` binary.
+//! Errors of the `khonsu` binary, and which exit code each one means.
+
+use std::path::PathBuf;
 
 use arrow_schema::ArrowError;
 use snafu::{Location, Snafu};
 
 use crate::stats::AbortKind;
 
-/// Everything that can stop a demo run. A retryable engine conflict is an
-/// [`Error`] too while it travels up from one attempt; [`Error::conflict`] tells.
+/// Everything that can stop a `khonsu` command. A retryable engine conflict is
+/// an [`Error`] too while it travels up from one attempt; [`Error::conflict`]
+/// tells.
 #[derive(Debug, Snafu)]
 #[snafu(visibility(pub(crate)))]
 pub(crate) enum Error {
-    /// Building the database failed.
-    #[snafu(display("failed to open the database"))]
+    /// `--storage fjall` in a binary built without the `fjall` feature.
+    #[cfg(not(feature = "fjall"))]
+    #[snafu(display(
+        "--storage fjall needs a khonsu binary built with the fjall adapter; rebuild with \
+         `--features fjall`, e.g. `cargo run --release -p khonsu-cli --features fjall -- \
+         demo --storage fjall`"
+    ))]
+    FjallNotBuilt {
+        /// Where it happened.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// `--data-dir` with `--storage memory`: the directory would stay empty.
+    #[snafu(display(
+        "--data-dir {} has no effect with --storage memory, which keeps nothing; \
+         drop one of them",
+        dir.display()
+    ))]
+    DataDirWithoutPersistence {
+        /// The directory given.
+        dir: PathBuf,
+        /// Where it happened.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The store of a data directory could not be opened (held by another
+    /// process, damaged, foreign, or of another adapter).
+    #[snafu(display("failed to open the {adapter} store in {}", dir.display()))]
+    OpenStore {
+        /// The adapter.
+        adapter: &'static str,
+        /// The data directory.
+        dir: PathBuf,
+        /// The storage's error, naming the path.
+        #[snafu(source(from(khonsu::storage::Error, Box::new)))]
+        source: Box<khonsu::storage::Error>,
+        /// Where it happened.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Building the database (recovering it from its store) failed.
+    #[snafu(display("failed to open the database ({store})"))]
     Open {
+        /// Where it lives, e.g. `redb in khonsu-data`.
+        store: String,
         /// The engine's error (boxed: it carries the conflicting key or range).
         #[snafu(source(from(khonsu::Error, Box::new)))]
         source: Box<khonsu::Error>,
@@ -21,14 +69,84 @@ pub(crate) enum Error {
         location: Location,
     },
 
-    /// The transaction creating the accounts failed.
-    #[snafu(display("failed to create {accounts} accounts"))]
-    CreateAccounts {
-        /// Number of accounts.
-        accounts: u64,
+    /// The transaction creating or resuming the bank failed.
+    #[snafu(display("failed to {step} the bank ({store})"))]
+    OpenBank {
+        /// Where it lives.
+        store: String,
+        /// The failed operation (`read the record of`, `scan`, `write`, `commit`).
+        step: &'static str,
         /// The engine's error (boxed: it carries the conflicting key or range).
         #[snafu(source(from(khonsu::Error, Box::new)))]
         source: Box<khonsu::Error>,
+        /// Where it happened.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The store holds keys but no bank record: it belongs to something else.
+    #[snafu(display(
+        "the store ({store}) does not hold a khonsu demo bank: it has {keys} keys but no \
+         {meta_key} record (its first key is {first_key}); give another --data-dir, or \
+         an empty or new one"
+    ))]
+    NotABank {
+        /// Where it lives.
+        store: String,
+        /// How many keys it holds.
+        keys: usize,
+        /// The bank record's key, for display.
+        meta_key: String,
+        /// Its first key, for display.
+        first_key: String,
+        /// Where it happened.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The store holds a bank record, but the bank does not match it.
+    #[snafu(display("the demo bank ({store}) is damaged: {reason}"))]
+    DamagedBank {
+        /// Where it lives.
+        store: String,
+        /// What does not match.
+        reason: String,
+        /// Where it happened.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// The total of a new bank would not fit an `i64` (the flags' ranges prevent it).
+    #[snafu(display("a bank of {accounts} accounts holding {initial_balance} each is too large"))]
+    BankTooLarge {
+        /// Number of accounts.
+        accounts: u64,
+        /// Starting balance of each.
+        initial_balance: i64,
+        /// Where it happened.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Arrow refused to build the bank record's batch.
+    #[snafu(display("failed to build the bank's record"))]
+    BuildMeta {
+        /// Arrow's error.
+        #[snafu(source)]
+        error: ArrowError,
+        /// Where it happened.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// `khonsu inspect` could not open or read the store.
+    #[snafu(display("failed to inspect {}", dir.display()))]
+    Inspect {
+        /// The data directory.
+        dir: PathBuf,
+        /// The storage's error, naming the path.
+        #[snafu(source(from(khonsu::storage::Error, Box::new)))]
+        source: Box<khonsu::storage::Error>,
         /// Where it happened.
         #[snafu(implicit)]
         location: Location,
@@ -151,11 +269,31 @@ impl Error {
     fn engine(&self) -> Option<&khonsu::Error> {
         match self {
             Self::Open { source, .. }
-            | Self::CreateAccounts { source, .. }
+            | Self::OpenBank { source, .. }
             | Self::Transfer { source, .. }
             | Self::Audit { source, .. } => Some(source),
             _ => None,
         }
+    }
+
+    /// Whether this is a usage error: a combination of flags this binary cannot run
+    /// (exit code 2, like clap's own usage errors).
+    pub(crate) fn is_usage(&self) -> bool {
+        match self {
+            #[cfg(not(feature = "fjall"))]
+            Self::FjallNotBuilt { .. } => true,
+            Self::DataDirWithoutPersistence { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether this says a store is damaged: `khonsu inspect` found a file too
+    /// damaged to open (exit code 4, like damaged values).
+    pub(crate) fn is_damaged_store(&self) -> bool {
+        matches!(
+            self,
+            Self::Inspect { source, .. } if matches!(**source, khonsu::storage::Error::Corrupt { .. })
+        )
     }
 
     /// `Some(kind)` when this is an engine conflict that the caller should retry.

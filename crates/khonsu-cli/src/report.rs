@@ -1,11 +1,14 @@
-//! The result of a run ([`Summary`]), its verdict, and its plain-text rendering.
+//! What `khonsu demo` prints: the header line before a run, the bank line once
+//! the bank is open (with a note when flags were ignored), and the result of the
+//! run ([`Summary`]), its verdict and its plain-text rendering.
 
 use std::fmt;
 use std::time::Duration;
 
 use crate::args::{Isolation, Resolution};
-use crate::bank::BankConfig;
-use crate::stats::{AbortCounts, LatencyHistogram};
+use crate::bank::BankState;
+use crate::config::{DemoConfig, NewBank, StorageChoice, Workload};
+use crate::stats::{AbortCounts, DurableCounters, LatencyHistogram};
 
 /// What an audit saw: how many accounts and their total balance.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -19,8 +22,12 @@ pub(crate) struct Holdings {
 /// Everything a run measured.
 #[derive(Debug, Clone)]
 pub(crate) struct Summary {
-    /// What the run was asked to do (isolation, resolution, threads, accounts, seed, stop).
-    pub(crate) config: BankConfig,
+    /// What the threads were asked to do (isolation, resolution, threads, seed, stop).
+    pub(crate) workload: Workload,
+    /// Where the bank lives.
+    pub(crate) storage: StorageChoice,
+    /// The bank's record and the state this run started from.
+    pub(crate) bank: BankState,
     /// Wall-clock time from starting the threads to the last transfer.
     pub(crate) elapsed: Duration,
     /// Committed transfers.
@@ -33,18 +40,106 @@ pub(crate) struct Summary {
     pub(crate) transfer_latency: LatencyHistogram,
     /// Audits completed by the auditor threads.
     pub(crate) audits: u64,
-    /// Audits that saw a different account count or total than the initial state.
+    /// Audits that saw a different account count or total than this run's start.
     pub(crate) inconsistent_audits: u64,
     /// Read-only audit transactions that failed with a conflict.
     pub(crate) read_only_aborts: u64,
-    /// State right after the accounts were created.
-    pub(crate) initial: Holdings,
     /// State after every thread stopped.
     pub(crate) final_state: Holdings,
-    /// Live keys in the engine's buffer after the run.
+    /// Live keys in the engine's buffer after the run (the bank's record included).
     pub(crate) buffer_keys: usize,
     /// Live versions in the engine's buffer after the run.
     pub(crate) buffer_versions: usize,
+    /// What the storage did during the transfers; `None` in memory.
+    pub(crate) durable: Option<DurableCounters>,
+}
+
+/// The line printed before the bank is opened.
+pub(crate) fn header(config: &DemoConfig) -> String {
+    let w = &config.workload;
+    format!(
+        "khonsu demo: isolation {}, resolution {}, transfer threads {}, auditor threads {}, \
+         stop after {}, seed {}, storage {}",
+        w.isolation, w.resolution, w.threads, w.auditors, w.stop, w.seed, config.storage
+    )
+}
+
+/// The line printed once the bank is open: created or resumed, and its shape.
+pub(crate) fn bank_line(state: &BankState) -> String {
+    let meta = &state.meta;
+    let shape = format!(
+        "{} accounts created with {} each (total {})",
+        meta.accounts, meta.initial_balance, meta.initial_total
+    );
+    if state.resumed() {
+        format!(
+            "bank: resumed after {} earlier {} (this is run {}): {shape}, holding {} in {} \
+             accounts now",
+            state.runs_before,
+            plural(state.runs_before, "run", "runs"),
+            meta.runs,
+            state.start.total,
+            state.start.accounts
+        )
+    } else {
+        format!("bank: new, {shape}")
+    }
+}
+
+/// The one-line note when a resumed bank's shape differs from the flags given
+/// for it (`None` when nothing was ignored).
+pub(crate) fn ignored_flags_note(state: &BankState, asked: NewBank) -> Option<String> {
+    if !state.resumed() {
+        return None;
+    }
+    let meta = &state.meta;
+    let mut ignored = Vec::new();
+    if let Some(accounts) = asked.asked_accounts.filter(|a| *a != meta.accounts) {
+        ignored.push(format!("--accounts {accounts}"));
+    }
+    if let Some(balance) = asked.asked_balance.filter(|b| *b != meta.initial_balance) {
+        ignored.push(format!("--initial-balance {balance}"));
+    }
+    (!ignored.is_empty()).then(|| {
+        format!(
+            "note: resuming the stored bank of {} accounts with initial balance {}; {} only \
+             {} a new bank and {} ignored (give another --data-dir for a new bank)",
+            meta.accounts,
+            meta.initial_balance,
+            ignored.join(" and "),
+            plural(ignored.len() as u64, "shapes", "shape"),
+            plural(ignored.len() as u64, "is", "are"),
+        )
+    })
+}
+
+/// `one` when `n` is 1, else `many`.
+fn plural(n: u64, one: &'static str, many: &'static str) -> &'static str {
+    if n == 1 { one } else { many }
+}
+
+/// A byte count with a binary unit, 3 significant digits (`812 B`, `1.23 MiB`).
+pub(crate) fn format_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = as_f64(bytes) / 1024.0;
+    let mut unit = "KiB";
+    for next in UNITS.iter().skip(1) {
+        if value < 1024.0 {
+            break;
+        }
+        value /= 1024.0;
+        unit = next;
+    }
+    if value < 10.0 {
+        format!("{value:.2} {unit}")
+    } else if value < 100.0 {
+        format!("{value:.1} {unit}")
+    } else {
+        format!("{value:.0} {unit}")
+    }
 }
 
 /// `count` per second over `elapsed` (0 for an empty interval).
@@ -85,41 +180,56 @@ pub(crate) fn format_latency(latency: Option<Duration>) -> String {
 }
 
 impl Summary {
-    /// Whether the final state has every account and the initial total.
+    /// Whether the final state has every account and the total the bank was
+    /// created with (by this run or the first one on its data directory).
     pub(crate) fn conserved(&self) -> bool {
-        self.final_state == self.initial
+        self.final_state == self.bank.meta.initial()
+    }
+
+    /// Whether this run started from another total than the bank was created
+    /// with (an earlier run lost or made money).
+    fn started_drifted(&self) -> bool {
+        self.bank.start != self.bank.meta.initial()
     }
 
     /// At read-committed with a resolution other than `fail`, concurrent
     /// read-modify-writes are resolved instead of aborted, so transfers can lose or
     /// duplicate money by design.
     pub(crate) fn lost_updates_allowed(&self) -> bool {
-        self.config.isolation == Isolation::ReadCommitted
-            && self.config.resolution != Resolution::Fail
+        self.workload.isolation == Isolation::ReadCommitted
+            && self.workload.resolution != Resolution::Fail
     }
 
     /// Whether every audit must see the initial total: at repeatable-read and
     /// serializable an audit reads one snapshot, so anything else is a bug.
     pub(crate) fn audits_must_be_consistent(&self) -> bool {
-        self.config.isolation != Isolation::ReadCommitted
+        self.workload.isolation != Isolation::ReadCommitted
     }
 
     /// The violated invariants, empty when the run passed.
     pub(crate) fn violations(&self) -> Vec<String> {
         let mut violations = Vec::new();
         if !self.conserved() {
+            let initial = self.bank.meta.initial();
+            let drifted = if self.started_drifted() {
+                format!(
+                    " (this run started from {} in {} accounts: an earlier run had already \
+                     changed it)",
+                    self.bank.start.total, self.bank.start.accounts
+                )
+            } else {
+                String::new()
+            };
             violations.push(format!(
-                "total not conserved: {} accounts holding {} at the end, {} holding {} at the start",
-                self.final_state.accounts,
-                self.final_state.total,
-                self.initial.accounts,
-                self.initial.total
+                "total not conserved: {} accounts holding {} at the end, {} holding {} when \
+                 the bank was created{drifted}",
+                self.final_state.accounts, self.final_state.total, initial.accounts, initial.total
             ));
         }
         if self.audits_must_be_consistent() && self.inconsistent_audits > 0 {
             violations.push(format!(
                 "{} of {} audits saw an inconsistent total at {}",
-                self.inconsistent_audits, self.audits, self.config.isolation
+                self.inconsistent_audits, self.audits, self.workload.isolation
             ));
         }
         if self.read_only_aborts > 0 {
@@ -171,17 +281,31 @@ impl fmt::Display for Percentiles<'_> {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let a = &self.aborts;
-        writeln!(f, "isolation:            {}", self.config.isolation)?;
-        writeln!(f, "resolution:           {}", self.config.resolution)?;
-        writeln!(f, "transfer threads:     {}", self.config.threads)?;
-        writeln!(f, "auditor threads:      {}", self.config.auditors)?;
+        let w = &self.workload;
+        let meta = &self.bank.meta;
+        writeln!(f, "isolation:            {}", w.isolation)?;
+        writeln!(f, "resolution:           {}", w.resolution)?;
+        writeln!(f, "transfer threads:     {}", w.threads)?;
+        writeln!(f, "auditor threads:      {}", w.auditors)?;
+        writeln!(f, "storage:              {}", self.storage)?;
+        if self.bank.resumed() {
+            writeln!(
+                f,
+                "bank:                 resumed after {} earlier {} (this is run {})",
+                self.bank.runs_before,
+                plural(self.bank.runs_before, "run", "runs"),
+                meta.runs
+            )?;
+        } else {
+            writeln!(f, "bank:                 new, created by this run")?;
+        }
         writeln!(
             f,
             "accounts:             {} (initial balance {} each)",
-            self.config.accounts, self.config.initial_balance
+            meta.accounts, meta.initial_balance
         )?;
-        writeln!(f, "seed:                 {}", self.config.seed)?;
-        writeln!(f, "stop after:           {}", self.config.stop)?;
+        writeln!(f, "seed:                 {}", w.seed)?;
+        writeln!(f, "stop after:           {}", w.stop)?;
         writeln!(
             f,
             "duration:             {:.3} s",
@@ -204,9 +328,14 @@ impl fmt::Display for Summary {
             self.abort_rate() * 100.0
         )?;
         writeln!(f, "throughput:           {:.0} tx/s", self.throughput())?;
+        let what_commit_measures = if self.durable.is_some() {
+            " (the commit call, which includes the durable write and its sync)"
+        } else {
+            ""
+        };
         writeln!(
             f,
-            "commit latency:       {}",
+            "commit latency:       {}{what_commit_measures}",
             Percentiles(&self.commit_latency)
         )?;
         writeln!(
@@ -214,6 +343,9 @@ impl fmt::Display for Summary {
             "transfer latency:     {} (retries included)",
             Percentiles(&self.transfer_latency)
         )?;
+        if let Some(d) = &self.durable {
+            write_durable(f, d)?;
+        }
         writeln!(
             f,
             "audits:               {} (inconsistent: {})",
@@ -225,11 +357,28 @@ impl fmt::Display for Summary {
             "engine buffer:        {} keys, {} live versions",
             self.buffer_keys, self.buffer_versions
         )?;
+        self.write_totals(f)?;
+        self.write_notes_and_verdict(f)
+    }
+}
+
+impl Summary {
+    /// Writes the bank's totals: as created, at this run's start (when resumed),
+    /// at the end, and whether the total was conserved.
+    fn write_totals(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let initial = self.bank.meta.initial();
         writeln!(
             f,
-            "initial total:        {} in {} accounts",
-            self.initial.total, self.initial.accounts
+            "initial total:        {} in {} accounts (when the bank was created)",
+            initial.total, initial.accounts
         )?;
+        if self.bank.resumed() {
+            writeln!(
+                f,
+                "start total:          {} in {} accounts (as the last run left it)",
+                self.bank.start.total, self.bank.start.accounts
+            )?;
+        }
         writeln!(
             f,
             "final total:          {} in {} accounts",
@@ -239,9 +388,41 @@ impl fmt::Display for Summary {
             f,
             "total conserved: {}",
             if self.conserved() { "yes" } else { "no" }
-        )?;
-        self.write_notes_and_verdict(f)
+        )
     }
+}
+
+/// A ratio with two decimals, `-` when absent.
+fn format_ratio(ratio: Option<f64>) -> String {
+    ratio.map_or_else(|| "-".to_owned(), |r| format!("{r:.2}"))
+}
+
+/// The storage lines of a durable run.
+fn write_durable(f: &mut fmt::Formatter<'_>, d: &DurableCounters) -> fmt::Result {
+    writeln!(
+        f,
+        "storage writes:       {} for {} commits, {} syncs, {} written ({} adapter, this run)",
+        d.writes,
+        d.commits,
+        d.syncs,
+        format_bytes(d.bytes),
+        d.adapter
+    )?;
+    let grouping = if d.group_commit {
+        format!("group commit on, largest group {}", d.largest_group)
+    } else {
+        "group commit off".to_owned()
+    };
+    writeln!(
+        f,
+        "commits per write:    {} ({grouping})",
+        format_ratio(d.commits_per_write())
+    )?;
+    writeln!(
+        f,
+        "commits per sync:     {}",
+        format_ratio(d.commits_per_sync())
+    )
 }
 
 impl Summary {
@@ -253,19 +434,25 @@ impl Summary {
                 "note: at {} with --resolution {}, a transfer that races a concurrent commit \
                  is resolved instead of aborted: lost updates are allowed at this \
                  level/resolution, so the total need not be conserved",
-                self.config.isolation, self.config.resolution
+                self.workload.isolation, self.workload.resolution
             )?;
         }
         if !self.audits_must_be_consistent() && self.inconsistent_audits > 0 {
             let why = if self.lost_updates_allowed() {
-                "audits compare with the initial total, which lost updates change"
+                "audits compare with the total at the start of the run, which lost updates change"
             } else {
                 "each read sees the latest commit, so a scan may mix states: read skew"
             };
             writeln!(
                 f,
                 "note: inconsistent audits are allowed at {} ({why})",
-                self.config.isolation
+                self.workload.isolation
+            )?;
+        }
+        if self.started_drifted() && self.lost_updates_allowed() {
+            writeln!(
+                f,
+                "note: this run started from a total an earlier run had already changed"
             )?;
         }
         let violations = self.violations();
@@ -285,6 +472,8 @@ impl Summary {
 mod tests {
     use super::*;
     use crate::args::StopAfter;
+    use crate::bank::BankMeta;
+    use crate::config::Adapter;
 
     fn summary() -> Summary {
         let holdings = Holdings {
@@ -294,16 +483,25 @@ mod tests {
         let mut commit_latency = LatencyHistogram::default();
         commit_latency.record(Duration::from_micros(12));
         Summary {
-            config: BankConfig {
+            workload: Workload {
                 isolation: Isolation::Serializable,
                 resolution: Resolution::Fail,
                 threads: 2,
                 auditors: 1,
-                accounts: 10,
-                initial_balance: 1000,
                 max_amount: 100,
                 stop: StopAfter::Transfers(300),
                 seed: 99,
+            },
+            storage: StorageChoice::Memory,
+            bank: BankState {
+                meta: BankMeta {
+                    accounts: 10,
+                    initial_balance: 1000,
+                    initial_total: 10_000,
+                    runs: 1,
+                },
+                runs_before: 0,
+                start: holdings,
             },
             elapsed: Duration::from_secs(2),
             committed: 300,
@@ -317,11 +515,32 @@ mod tests {
             audits: 5,
             inconsistent_audits: 0,
             read_only_aborts: 0,
-            initial: holdings,
             final_state: holdings,
             buffer_keys: 10,
             buffer_versions: 12,
+            durable: None,
         }
+    }
+
+    /// `summary()` as the third run on a redb data directory.
+    fn durable_summary() -> Summary {
+        let mut s = summary();
+        s.storage = StorageChoice::Durable {
+            adapter: Adapter::Redb,
+            dir: "bank-dir".into(),
+        };
+        s.bank.runs_before = 2;
+        s.bank.meta.runs = 3;
+        s.durable = Some(DurableCounters {
+            adapter: "redb",
+            group_commit: true,
+            writes: 120,
+            commits: 300,
+            syncs: 240,
+            bytes: 3 << 20,
+            largest_group: 7,
+        });
+        s
     }
 
     #[test]
@@ -338,20 +557,58 @@ mod tests {
         for needle in [
             "isolation:            serializable",
             "resolution:           fail",
+            "storage:              memory (nothing persists)",
+            "bank:                 new, created by this run",
             "committed transfers:  300",
             "write-write 60, stale-read 40",
             "abort rate:           25.00 %",
             "throughput:           150 tx/s",
-            "p50 12.0 µs, p99 12.0 µs, max 12.0 µs",
+            "p50 12.0 µs, p99 12.0 µs, max 12.0 µs\n",
             "audits:               5 (inconsistent: 0)",
-            "initial total:        10000",
+            "initial total:        10000 in 10 accounts (when the bank was created)",
             "final total:          10000",
             "total conserved: yes",
             "result: ok",
         ] {
             assert!(text.contains(needle), "missing {needle:?} in\n{text}");
         }
-        assert!(!text.contains("lost updates"));
+        for absent in ["lost updates", "storage writes", "start total", "sync"] {
+            assert!(!text.contains(absent), "{absent:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn durable_summary_renders_storage_figures() {
+        let text = durable_summary().to_string();
+        for needle in [
+            "storage:              redb in bank-dir",
+            "bank:                 resumed after 2 earlier runs (this is run 3)",
+            "(the commit call, which includes the durable write and its sync)",
+            "storage writes:       120 for 300 commits, 240 syncs, 3.00 MiB written (redb adapter, this run)",
+            "commits per write:    2.50 (group commit on, largest group 7)",
+            "commits per sync:     1.25",
+            "start total:          10000 in 10 accounts (as the last run left it)",
+            "result: ok",
+        ] {
+            assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn conservation_is_checked_against_the_bank_as_created() {
+        // An earlier run (at read-committed with a lossy resolution) lost 50; this
+        // run conserved what it started from, but the bank did not.
+        let mut s = durable_summary();
+        s.bank.start.total -= 50;
+        s.final_state.total -= 50;
+        assert!(!s.conserved());
+        let violations = s.violations();
+        assert_eq!(violations.len(), 1, "{violations:?}");
+        assert!(
+            violations[0].contains("an earlier run had already changed it"),
+            "{violations:?}"
+        );
+        assert!(s.to_string().contains("result: FAILED"));
     }
 
     #[test]
@@ -363,13 +620,14 @@ mod tests {
         let text = s.to_string();
         assert!(text.contains("total conserved: no"), "{text}");
         assert!(text.contains("result: FAILED"), "{text}");
+        assert!(text.contains("when the bank was created"), "{text}");
     }
 
     #[test]
     fn lost_updates_are_explained_at_read_committed() {
         let mut s = summary();
-        s.config.isolation = Isolation::ReadCommitted;
-        s.config.resolution = Resolution::Replace;
+        s.workload.isolation = Isolation::ReadCommitted;
+        s.workload.resolution = Resolution::Replace;
         s.final_state.total += 50;
         s.inconsistent_audits = 2;
         let text = s.to_string();
@@ -385,12 +643,71 @@ mod tests {
     #[test]
     fn inconsistent_audits_fail_above_read_committed() {
         let mut s = summary();
-        s.config.isolation = Isolation::RepeatableRead;
+        s.workload.isolation = Isolation::RepeatableRead;
         s.inconsistent_audits = 1;
         assert!(!s.passed());
         s.inconsistent_audits = 0;
         s.read_only_aborts = 1;
         assert!(!s.passed());
+    }
+
+    #[test]
+    fn bank_lines() {
+        let new = summary().bank;
+        assert_eq!(
+            bank_line(&new),
+            "bank: new, 10 accounts created with 1000 each (total 10000)"
+        );
+        let resumed = durable_summary().bank;
+        assert_eq!(
+            bank_line(&resumed),
+            "bank: resumed after 2 earlier runs (this is run 3): 10 accounts created with \
+             1000 each (total 10000), holding 10000 in 10 accounts now"
+        );
+    }
+
+    #[test]
+    fn flags_that_differ_from_a_resumed_bank_get_one_note() {
+        let resumed = durable_summary().bank;
+        let asked = |accounts, balance| NewBank {
+            asked_accounts: accounts,
+            asked_balance: balance,
+        };
+        assert_eq!(ignored_flags_note(&resumed, asked(None, None)), None);
+        assert_eq!(
+            ignored_flags_note(&resumed, asked(Some(10), Some(1000))),
+            None
+        );
+        let note = ignored_flags_note(&resumed, asked(Some(30), None)).unwrap();
+        assert!(
+            note.starts_with("note: resuming the stored bank of 10 accounts"),
+            "{note}"
+        );
+        assert!(
+            note.contains("--accounts 30 only shapes a new bank and is ignored"),
+            "{note}"
+        );
+        let note = ignored_flags_note(&resumed, asked(Some(30), Some(5))).unwrap();
+        assert!(
+            note.contains(
+                "--accounts 30 and --initial-balance 5 only shape a new bank and are ignored"
+            ),
+            "{note}"
+        );
+        // A new bank is made from the flags: nothing to note.
+        let new = summary().bank;
+        assert_eq!(ignored_flags_note(&new, asked(Some(30), Some(5))), None);
+    }
+
+    #[test]
+    fn byte_units() {
+        assert_eq!(format_bytes(0), "0 B");
+        assert_eq!(format_bytes(1023), "1023 B");
+        assert_eq!(format_bytes(1024), "1.00 KiB");
+        assert_eq!(format_bytes(1536 * 1024), "1.50 MiB");
+        assert_eq!(format_bytes(50 << 30), "50.0 GiB");
+        assert_eq!(format_bytes(300 << 40), "300 TiB");
+        assert_eq!(format_bytes(u64::MAX), "16384 PiB");
     }
 
     #[test]

@@ -1,12 +1,15 @@
-//! Counters and a latency histogram collected by the workload threads.
+//! Counters and a latency histogram collected by the workload threads, and the
+//! storage's counters over a run.
 //!
 //! Each thread keeps its own [`AbortCounts`] and [`LatencyHistogram`] and the
 //! coordinator merges them after the join, so the hot path touches no shared
-//! memory beyond two relaxed progress counters.
+//! memory beyond two relaxed progress counters. [`DurableCounters`] is the
+//! difference of the engine's [`DurabilityStats`] before and after the threads
+//! ran, so the bank's setup commit is not counted.
 
 use std::time::Duration;
 
-use khonsu::ConflictKind;
+use khonsu::{ConflictKind, DurabilityStats};
 
 /// Sub-buckets per power of two: 16, so a bucket's width is at most 1/16 of its
 /// lower bound and a reported percentile is within 6.25 % above the true sample.
@@ -203,6 +206,63 @@ impl AbortCounts {
     }
 }
 
+/// What the storage did during a run's transfers (from
+/// [`khonsu::Khonsu::durability_stats`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct DurableCounters {
+    /// The adapter, e.g. `redb`.
+    pub(crate) adapter: &'static str,
+    /// Whether concurrent commits shared storage writes.
+    pub(crate) group_commit: bool,
+    /// Successful storage writes.
+    pub(crate) writes: u64,
+    /// Commits those writes carried.
+    pub(crate) commits: u64,
+    /// Syncs to stable storage those writes issued.
+    pub(crate) syncs: u64,
+    /// Bytes of keys and encoded values written.
+    pub(crate) bytes: u64,
+    /// The most commits one write carried since the database was opened.
+    pub(crate) largest_group: u64,
+}
+
+impl DurableCounters {
+    /// The counters between the snapshots `before` and `after` (the largest
+    /// group is `after`'s: a maximum cannot be subtracted, and the setup commits
+    /// before the run are groups of one).
+    pub(crate) fn between(before: &DurabilityStats, after: &DurabilityStats) -> Self {
+        let (b, a) = (&before.storage, &after.storage);
+        Self {
+            adapter: after.adapter,
+            group_commit: after.group_commit,
+            writes: a.writes.saturating_sub(b.writes),
+            commits: a.commits.saturating_sub(b.commits),
+            syncs: a.syncs.saturating_sub(b.syncs),
+            bytes: a.bytes.saturating_sub(b.bytes),
+            largest_group: after.group.largest_group,
+        }
+    }
+
+    /// Commits per storage write (`None` without writes).
+    pub(crate) fn commits_per_write(&self) -> Option<f64> {
+        ratio(self.commits, self.writes)
+    }
+
+    /// Commits per sync (`None` without syncs).
+    pub(crate) fn commits_per_sync(&self) -> Option<f64> {
+        ratio(self.commits, self.syncs)
+    }
+}
+
+/// `numerator / denominator` as a float, `None` for a zero denominator.
+fn ratio(numerator: u64, denominator: u64) -> Option<f64> {
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "counters beyond 2^53 only lose digits nobody reads in a ratio"
+    )]
+    (denominator > 0).then(|| numerator as f64 / denominator as f64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -301,6 +361,38 @@ mod tests {
         let b = histogram_of(51..=100);
         a.merge(&b);
         assert_eq!(a, histogram_of(1..=100));
+    }
+
+    #[test]
+    fn durable_counters_are_the_difference_of_two_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = khonsu::Khonsu::open(dir.path()).unwrap();
+        let batch = arrow_array::RecordBatch::try_from_iter([(
+            "v",
+            std::sync::Arc::new(arrow_array::Int64Array::from(vec![1])) as _,
+        )])
+        .unwrap();
+        let commit = |key: &str| {
+            let mut t = db.start_transaction();
+            t.write(key, batch.clone()).unwrap();
+            t.commit().unwrap();
+        };
+        commit("setup");
+        let before = db.durability_stats().unwrap();
+        commit("a");
+        commit("b");
+        let after = db.durability_stats().unwrap();
+        let counters = DurableCounters::between(&before, &after);
+        assert_eq!(counters.adapter, "redb");
+        assert!(counters.group_commit);
+        assert_eq!((counters.writes, counters.commits), (2, 2));
+        assert!(counters.syncs >= 2, "{counters:?}");
+        assert!(counters.bytes > 0);
+        assert_eq!(counters.largest_group, 1);
+        assert_eq!(counters.commits_per_write(), Some(1.0));
+        let none = DurableCounters::between(&after, &after);
+        assert_eq!(none.commits_per_write(), None);
+        assert_eq!(none.commits_per_sync(), None);
     }
 
     #[test]
