@@ -135,6 +135,48 @@ pub enum Error {
         location: Location,
     },
 
+    /// A durable store (Khonsu's storage, redb, fjall, canopydb) failed.
+    #[snafu(display("{engine}: {operation} failed: {message}"))]
+    Backend {
+        /// The engine's name.
+        engine: &'static str,
+        /// The failed operation.
+        operation: &'static str,
+        /// The store's error with its sources, as text (the stores' error
+        /// types differ and some are not `'static`).
+        message: String,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A file or directory operation of the benchmark itself failed.
+    #[snafu(display("{what} failed"))]
+    Io {
+        /// What was being done, with the path.
+        what: String,
+        /// The I/O error.
+        #[snafu(source)]
+        error: std::io::Error,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A durable benchmark broke an invariant (money created or destroyed
+    /// by transfers, a key missing after recovery, a child process that
+    /// misbehaved).
+    #[snafu(display("{engine}: {message}"))]
+    Invariant {
+        /// The engine (or phase) name.
+        engine: &'static str,
+        /// What went wrong.
+        message: String,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// Writing the JSON report failed.
     #[snafu(display("writing {} failed", path.display()))]
     WriteReport {

@@ -17,6 +17,9 @@
 //!   duration, per-thread CPU clocks, invariant checks.
 //! * [`report`]: medians, ratios to Khonsu `Serializable`, the table and
 //!   the JSON.
+//! * [`durable`]: the durable-storage benchmark (`src/bin/durable.rs`):
+//!   Khonsu on redb and fjall against raw redb, fjall, canopydb and an
+//!   `fdatasync` loop, and recovery time, RSS and bytes on disk.
 //! * [`Zipfian`], [`SplitMix64`], [`ValuePool`], [`Counter`]: key choosers
 //!   and the values every engine holds.
 //!
@@ -40,6 +43,7 @@
 //! ```
 
 pub mod cpu;
+pub mod durable;
 pub mod engines;
 mod error;
 pub mod report;
@@ -66,6 +70,25 @@ impl Error {
             message: message.into(),
         }
         .build()
+    }
+
+    /// A broken invariant of engine (or phase) `engine`.
+    #[must_use]
+    #[track_caller]
+    pub fn invariant(engine: &'static str, message: impl Into<String>) -> Self {
+        error::InvariantSnafu {
+            engine,
+            message: message.into(),
+        }
+        .build()
+    }
+
+    /// An I/O operation described by `what` failed with `error`.
+    #[must_use]
+    #[track_caller]
+    pub fn io(what: impl Into<String>, error: std::io::Error) -> Self {
+        use snafu::IntoError;
+        error::IoSnafu { what: what.into() }.into_error(error)
     }
 
     /// Writing a report to `path` failed with `error`.
