@@ -7,6 +7,12 @@
 //!
 //! Stress tests draw their randomness from [`Rng`], a seeded xorshift generator; [`seed`] prints
 //! the seed it picked (or the one given in `KHONSU_SEED`) so a failing run can be replayed.
+//!
+//! [`durable`] holds the helpers of the durable-store tests (a bank whose invariants show
+//! whether a recovered state is made of whole transactions, the `crash-child` process, and
+//! file copies to damage).
+
+pub mod durable;
 
 use std::ops::Bound;
 use std::sync::Arc;
@@ -111,6 +117,28 @@ pub fn ok<T>(r: Result<T, Error>, what: &str) -> T {
     match r {
         Ok(v) => v,
         Err(e) => fail(what, e),
+    }
+}
+
+/// Unwraps `r` of any error type, panicking with the full error report (and `what`) on error.
+///
+/// # Panics
+/// If `r` is an error.
+pub fn must<T, E: std::error::Error + 'static>(r: Result<T, E>, what: &str) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => fail(what, e),
+    }
+}
+
+/// Returns the error of `r` (of any error type), panicking if `r` succeeded.
+///
+/// # Panics
+/// If `r` is `Ok`.
+pub fn must_fail<T, E>(r: Result<T, E>, what: &str) -> E {
+    match r {
+        Ok(_) => panic!("{what}: expected an error, but it succeeded"),
+        Err(e) => e,
     }
 }
 
