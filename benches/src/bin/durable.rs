@@ -38,12 +38,12 @@ USAGE:
 
 OPTIONS:
     --quick              3 rounds x 100 ms per cell, 2,000 accounts, small
-                         recovery stores (default: 3 rounds x 1,000 ms,
+                         recovery stores (default: 5 rounds x 600 ms,
                          10,000 accounts, 1M keys and 1,000 x 100k rows)
     --threads LIST       committer thread counts (default 1,2,8)
     --engines LIST       engines to run (default all, see below)
     --workloads LIST     blind,transfer (default both)
-    --rounds N           rounds per cell (every round runs each engine once)
+    --rounds N           rounds (every round runs each engine at each thread count)
     --cell-ms MS         duration of one engine's run in a round
     --accounts N         accounts (and blind-write keys) per engine
     --dir PATH           where the stores go (default: the current directory;
@@ -182,7 +182,7 @@ impl Options {
         let (d_rounds, d_ms, d_accounts, d_one, d_big, d_rows) = if o.quick {
             (3, 100, 2_000, 20_000, 20, 10_000)
         } else {
-            (3, 1_000, DEFAULT_ACCOUNTS, 1_000_000, 1_000, 100_000)
+            (5, 600, DEFAULT_ACCOUNTS, 1_000_000, 1_000, 100_000)
         };
         o.rounds = rounds.unwrap_or(d_rounds).max(1);
         o.cell = Duration::from_millis(cell_ms.unwrap_or(d_ms).max(1));
@@ -273,7 +273,8 @@ fn print_header(options: &Options, dir: &Path) -> Result<(), Error> {
     }
     println!(
         "mode:     {}: {} rounds x {} ms per engine, workload and thread count; every round runs \
-         each engine once, order rotating (engines interleaved); medians of rounds",
+         every thread count and, at each, every engine once, both orders rotating (engines and \
+         thread counts interleaved); medians of rounds",
         options.mode(),
         options.rounds,
         options.cell.as_millis()
@@ -372,18 +373,17 @@ fn run_throughput(options: &Options, dir: &Path) -> Result<Throughput, Error> {
     let mut fsync_rows = Vec::new();
     let mut groups = Vec::new();
     for (workload_index, &workload) in options.workloads.iter().enumerate() {
-        for &threads in &options.threads {
-            let started = Instant::now();
-            let mut runners: Vec<Runner<'_>> = engines
-                .iter()
-                .map(|engine| Runner::Engine(engine.as_ref()))
-                .collect();
-            if options.parts.fsync && workload == DurableWorkload::Blind {
-                runners.extend(FsyncLayout::ALL.into_iter().map(Runner::Fsync));
-            }
-            let (measured, grouped) =
-                run_rounds(&runners, options, dir, workload, workload_index, threads)?;
-            for ((runner, rounds), group_rounds) in runners.iter().zip(&measured).zip(&grouped) {
+        let started = Instant::now();
+        let mut runners: Vec<Runner<'_>> = engines
+            .iter()
+            .map(|engine| Runner::Engine(engine.as_ref()))
+            .collect();
+        if options.parts.fsync && workload == DurableWorkload::Blind {
+            runners.extend(FsyncLayout::ALL.into_iter().map(Runner::Fsync));
+        }
+        let per_threads = run_rounds(&runners, options, dir, workload, workload_index)?;
+        for (&threads, (measured, grouped)) in options.threads.iter().zip(&per_threads) {
+            for ((runner, rounds), group_rounds) in runners.iter().zip(measured).zip(grouped) {
                 match runner {
                     Runner::Engine(engine) => {
                         let mut row =
@@ -397,9 +397,6 @@ fn run_throughput(options: &Options, dir: &Path) -> Result<Throughput, Error> {
                         {
                             groups.push(group);
                         }
-                        if workload == DurableWorkload::Transfer {
-                            check_balance(*engine, options.accounts)?;
-                        }
                     }
                     Runner::Fsync(layout) => {
                         let mut row = Row::from_rounds(layout.name(), "fdatasync", threads, rounds);
@@ -411,14 +408,20 @@ fn run_throughput(options: &Options, dir: &Path) -> Result<Throughput, Error> {
                     }
                 }
             }
-            eprintln!(
-                "{:<9} x{threads}: {} entries x {} rounds in {:.1} s",
-                workload.name(),
-                runners.len(),
-                options.rounds,
-                started.elapsed().as_secs_f64()
-            );
         }
+        if workload == DurableWorkload::Transfer {
+            for engine in &engines {
+                check_balance(engine.as_ref(), options.accounts)?;
+            }
+        }
+        eprintln!(
+            "{:<9}: {} entries x {} thread counts x {} rounds in {:.1} s",
+            workload.name(),
+            runners.len(),
+            options.threads.len(),
+            options.rounds,
+            started.elapsed().as_secs_f64()
+        );
     }
     rows.extend(fsync_rows);
     report::add_ratios(&mut rows, DurableKind::REFERENCE.name());
@@ -431,52 +434,71 @@ fn run_throughput(options: &Options, dir: &Path) -> Result<Throughput, Error> {
     Ok(Throughput { rows, groups })
 }
 
-/// Every round of one workload and thread count, entries interleaved
-/// (the first entry rotating): per entry, its measurements and (Khonsu)
-/// group counters.
+/// Per entry, its measurements and (Khonsu) group counters, one of each
+/// per round.
 type Rounds = (Vec<Vec<Measurement>>, Vec<Vec<GroupCounters>>);
 
+/// Every round of one workload: each round runs every thread count (their
+/// order rotating) and, at each, every entry (the first rotating), so that
+/// a noisy moment hits every engine and every thread count alike. Returns
+/// one [`Rounds`] per thread count, in `options.threads` order.
 fn run_rounds(
     runners: &[Runner<'_>],
     options: &Options,
     dir: &Path,
     workload: DurableWorkload,
     workload_index: usize,
-    threads: usize,
-) -> Result<Rounds, Error> {
-    let mut measured: Vec<Vec<Measurement>> = vec![Vec::new(); runners.len()];
-    let mut grouped: Vec<Vec<GroupCounters>> = vec![Vec::new(); runners.len()];
+) -> Result<Vec<Rounds>, Error> {
+    let mut out: Vec<Rounds> = options
+        .threads
+        .iter()
+        .map(|_| {
+            (
+                vec![Vec::new(); runners.len()],
+                vec![Vec::new(); runners.len()],
+            )
+        })
+        .collect();
+    let counts = options.threads.len().max(1);
     for round in 0..options.rounds {
-        let cell = DurableCell {
-            workload,
-            threads,
-            duration: options.cell,
-            seed: cell_seed(options.seed, workload_index, threads, round),
-            accounts: options.accounts,
-        };
-        let first = round % runners.len().max(1);
-        for offset in 0..runners.len() {
-            let index = (first + offset) % runners.len();
-            let (Some(runner), Some(into), Some(group_into)) = (
-                runners.get(index),
-                measured.get_mut(index),
-                grouped.get_mut(index),
-            ) else {
+        for t_offset in 0..counts {
+            let t_index = (round + t_offset) % counts;
+            let (Some(&threads), Some((measured, grouped))) =
+                (options.threads.get(t_index), out.get_mut(t_index))
+            else {
                 continue;
             };
-            match runner {
-                Runner::Engine(engine) => {
-                    let m = run_durable_cell(*engine, &cell)?;
-                    into.push(m.measurement);
-                    group_into.extend(m.group);
-                }
-                Runner::Fsync(layout) => {
-                    into.push(run_fsync_cell(dir, *layout, threads, 608, options.cell)?);
+            let cell = DurableCell {
+                workload,
+                threads,
+                duration: options.cell,
+                seed: cell_seed(options.seed, workload_index, threads, round),
+                accounts: options.accounts,
+            };
+            let first = (round + t_index) % runners.len().max(1);
+            for offset in 0..runners.len() {
+                let index = (first + offset) % runners.len();
+                let (Some(runner), Some(into), Some(group_into)) = (
+                    runners.get(index),
+                    measured.get_mut(index),
+                    grouped.get_mut(index),
+                ) else {
+                    continue;
+                };
+                match runner {
+                    Runner::Engine(engine) => {
+                        let m = run_durable_cell(*engine, &cell)?;
+                        into.push(m.measurement);
+                        group_into.extend(m.group);
+                    }
+                    Runner::Fsync(layout) => {
+                        into.push(run_fsync_cell(dir, *layout, threads, 608, options.cell)?);
+                    }
                 }
             }
         }
     }
-    Ok((measured, grouped))
+    Ok(out)
 }
 
 /// Fails unless the balances of `accounts` still sum to what was loaded.
@@ -1099,6 +1121,18 @@ fn json_bytes(rows: &[BytesRow]) -> String {
 
 // ---------------------------------------------------------------------------
 
+/// Time this machine spent stalled so far, in µs, by `/proc/pressure/KIND`
+/// ("some": at least one task waiting for the CPU or for I/O).
+fn pressure(kind: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/pressure/{kind}")).ok()?;
+    text.lines()
+        .find(|line| line.starts_with("some"))?
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("total="))?
+        .parse()
+        .ok()
+}
+
 /// Prints the throughput tables and the targets; returns the targets.
 fn print_throughput(options: &Options, throughput: &Throughput) -> Vec<Target> {
     let reference = DurableKind::REFERENCE.name();
@@ -1198,8 +1232,24 @@ fn run(options: &Options) -> Result<(), Error> {
     };
     let mut checked = Vec::new();
     if options.parts.throughput {
+        let measured = Instant::now();
+        let before = (pressure("cpu"), pressure("io"));
         throughput = run_throughput(options, &dir)?;
+        let wall = measured.elapsed().as_secs_f64() * 1e6;
+        let share = |b: Option<u64>, a: Option<u64>| {
+            b.zip(a).map_or_else(
+                || "-".to_owned(),
+                |(b, a)| format!("{:.0}%", as_f64(a.saturating_sub(b)) * 100.0 / wall),
+            )
+        };
         checked = print_throughput(options, &throughput);
+        println!(
+            "noise: while measuring, some task of this machine waited for a CPU {} and for I/O {} \
+             of the time (/proc/pressure, \"some\"; this benchmark's own waits included)",
+            share(before.0, pressure("cpu")),
+            share(before.1, pressure("io"))
+        );
+        println!();
     }
     let (reopens, bytes) = if options.parts.recovery {
         run_recovery(options, &dir)?

@@ -271,24 +271,9 @@ fn load(engine: &dyn DurableEngine, accounts: u64) -> Result<()> {
     Ok(())
 }
 
-/// `Ok(Some(value))`, `Ok(None)` after counting a conflict (the caller
-/// retries), or the error.
-fn unless_conflict<T>(
-    outcome: ::khonsu::Result<T>,
-    aborts: &mut u64,
-    engine: &'static str,
-    operation: &'static str,
-) -> Result<Option<T>> {
-    match outcome {
-        Ok(value) => Ok(Some(value)),
-        Err(error) if error.is_conflict() => {
-            *aborts += 1;
-            std::thread::yield_now();
-            Ok(None)
-        }
-        Err(error) => Err(error).context(KhonsuSnafu { engine, operation }),
-    }
-}
+/// Retries of `atomically` before a conflict is reported as a failure:
+/// effectively "until it commits", but bounded so a livelock fails loudly.
+const MAX_RETRIES: u32 = 100_000;
 
 /// Khonsu over a durable storage adapter.
 struct KhonsuDurable {
@@ -301,6 +286,7 @@ impl KhonsuDurable {
         let db = Khonsu::builder()
             .storage(storage)
             .group_commit(group_commit)
+            .max_retries(MAX_RETRIES)
             .build()
             .context(KhonsuSnafu {
                 engine: name,
@@ -322,19 +308,24 @@ impl DurableEngine for KhonsuDurable {
         self.name
     }
 
+    // Both workloads go through `Khonsu::atomically`, the library's retry
+    // loop with backoff, as a user would write them; the attempts beyond
+    // the first are the aborts.
     fn blind(&self, accounts: &Accounts, writes: &[(u64, i64)]) -> Result<u64> {
         let mut aborts = 0;
         for &(key, balance) in writes {
-            loop {
-                let batch = accounts.batch(key, balance)?;
-                let mut txn = self.db.start_transaction();
-                let outcome = txn.write(Key::from(key), batch).and_then(|()| txn.commit());
-                if unless_conflict(outcome, &mut aborts, self.name, "commit a blind write")?
-                    .is_some()
-                {
-                    break;
-                }
-            }
+            let batch = accounts.batch(key, balance)?;
+            let mut attempts = 0_u64;
+            self.db
+                .atomically(|txn| {
+                    attempts += 1;
+                    txn.write(Key::from(key), batch.clone())
+                })
+                .context(KhonsuSnafu {
+                    engine: self.name,
+                    operation: "commit a blind write",
+                })?;
+            aborts += attempts.saturating_sub(1);
         }
         Ok(aborts)
     }
@@ -342,33 +333,28 @@ impl DurableEngine for KhonsuDurable {
     fn transfer(&self, accounts: &Accounts, moves: &[Transfer]) -> Result<u64> {
         let mut aborts = 0;
         for m in moves {
-            loop {
-                let mut txn = self.db.start_transaction();
-                let read = Self::balance(&mut txn, m.from)
-                    .and_then(|from| Ok((from, Self::balance(&mut txn, m.to)?)));
-                let Some((from, to)) =
-                    unless_conflict(read, &mut aborts, self.name, "read two accounts")?
-                else {
-                    continue;
-                };
-                let (Some(from), Some(to)) = (from, to) else {
-                    return MissingKeySnafu {
-                        engine: self.name,
-                        key: m.from,
-                    }
-                    .fail();
-                };
-                let debit = accounts.batch(m.from, from - m.amount)?;
-                let credit = accounts.batch(m.to, to + m.amount)?;
-                let outcome = txn
-                    .write(Key::from(m.from), debit)
-                    .and_then(|()| txn.write(Key::from(m.to), credit))
-                    .and_then(|()| txn.commit());
-                if unless_conflict(outcome, &mut aborts, self.name, "commit a transfer")?.is_some()
-                {
-                    break;
-                }
-            }
+            let mut attempts = 0_u64;
+            self.db
+                .atomically(|txn| {
+                    attempts += 1;
+                    let (Some(from), Some(to)) =
+                        (Self::balance(txn, m.from)?, Self::balance(txn, m.to)?)
+                    else {
+                        return Err(::khonsu::Error::abort("an account is missing"));
+                    };
+                    let batch = |account, balance| {
+                        accounts
+                            .batch(account, balance)
+                            .map_err(|e| ::khonsu::Error::abort(e.to_string()))
+                    };
+                    txn.write(Key::from(m.from), batch(m.from, from - m.amount)?)?;
+                    txn.write(Key::from(m.to), batch(m.to, to + m.amount)?)
+                })
+                .context(KhonsuSnafu {
+                    engine: self.name,
+                    operation: "commit a transfer",
+                })?;
+            aborts += attempts.saturating_sub(1);
         }
         Ok(aborts)
     }
