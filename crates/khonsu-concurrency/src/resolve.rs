@@ -56,6 +56,33 @@ impl WritePolicy {
             || self.resolution == ConflictResolution::Fail
             || (self.resolution == ConflictResolution::Append && *write == StagedWrite::Delete)
     }
+
+    /// The timestamp a write of a key conflicts above: the version the
+    /// transaction read at `ReadCommitted` (a read-modify-write), else its
+    /// snapshot (for snapshot reads the two are the same thing).
+    #[must_use]
+    pub fn conflict_base(&self, read_base: Option<Timestamp>) -> Timestamp {
+        match (self.isolation, read_base) {
+            (TransactionIsolation::ReadCommitted, Some(observed)) => observed,
+            _ => self.snapshot,
+        }
+    }
+
+    /// Whether this write is already sure to abort once the key's newest
+    /// committed version is `latest_ts`: it conflicts and the conflict is
+    /// fatal. The commit checks it as soon as it holds the key's intent, so
+    /// a doomed transaction aborts before it takes a commit timestamp (and
+    /// never waits for earlier commits' storage writes to publish its
+    /// empty ticket).
+    #[must_use]
+    pub fn is_doomed(
+        &self,
+        read_base: Option<Timestamp>,
+        write: &StagedWrite,
+        latest_ts: Timestamp,
+    ) -> bool {
+        latest_ts > self.conflict_base(read_base) && self.conflict_is_fatal(read_base, write)
+    }
 }
 
 /// Settles one staged write against the key's newest committed version.
@@ -84,12 +111,8 @@ pub fn resolve_write(
 ) -> Result<WriteOutcome> {
     // At ReadCommitted a read-modify-write conflicts with anything newer
     // than the version it read; everything else with anything newer than
-    // the snapshot (for snapshot reads the two are the same thing).
-    let base = match (policy.isolation, read_base) {
-        (TransactionIsolation::ReadCommitted, Some(observed)) => observed,
-        _ => policy.snapshot,
-    };
-    if latest_ts <= base {
+    // the snapshot.
+    if latest_ts <= policy.conflict_base(read_base) {
         return Ok(WriteOutcome {
             resolved: Resolved::Clean,
             install: Some(write.value()),

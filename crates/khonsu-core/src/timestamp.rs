@@ -1,8 +1,10 @@
 //! The timestamp oracle: one monotonic clock for commit timestamps and the
 //! visibility horizon that makes every commit appear atomically.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Condvar, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
+use std::thread::{self, Thread};
 
 use crossbeam_utils::{Backoff, CachePadded};
 
@@ -32,8 +34,11 @@ pub const MAX_TIMESTAMP: Timestamp = (1 << 60) - 1;
 /// The wait spins and yields briefly, then sleeps: with durable storage a
 /// predecessor may be waiting for a disk sync (hundreds of microseconds),
 /// and a yielding loop would take the CPU its storage write needs. A
-/// publisher wakes sleepers only when there are some (one load of a counter
-/// otherwise), so the in-memory path never touches the lock.
+/// sleeper registers for the one timestamp it waits for, so each publish
+/// wakes at most the one thread waiting for it (a chain of `n` sleeping
+/// publishers costs `n` wake-ups, not `n²/2`), and a publisher looks at the
+/// registry only when someone sleeps (one load of a counter otherwise), so
+/// the in-memory path never touches its lock.
 ///
 /// ```
 /// use khonsu_core::TimestampOracle;
@@ -51,9 +56,9 @@ pub struct TimestampOracle {
     visible: CachePadded<AtomicU64>,
     /// Publishers sleeping in [`publish`](Self::publish) on a predecessor.
     sleepers: CachePadded<AtomicUsize>,
-    /// Held to sleep on, and to wake, `advanced`.
-    lock: Mutex<()>,
-    advanced: Condvar,
+    /// The sleeping publishers, by the timestamp each waits for (its
+    /// predecessor's): one waiter per timestamp.
+    waiting: Mutex<HashMap<Timestamp, Thread>>,
 }
 
 impl TimestampOracle {
@@ -66,8 +71,7 @@ impl TimestampOracle {
             allocated: CachePadded::new(AtomicU64::new(start)),
             visible: CachePadded::new(AtomicU64::new(start)),
             sleepers: CachePadded::new(AtomicUsize::new(0)),
-            lock: Mutex::new(()),
-            advanced: Condvar::new(),
+            waiting: Mutex::new(HashMap::new()),
         }
     }
 
@@ -132,25 +136,38 @@ impl TimestampOracle {
         self.visible.store(ts, Ordering::SeqCst);
         // Store `visible` then load `sleepers`, against the sleeper's
         // increment of `sleepers` then load of `visible` (all `SeqCst`):
-        // either the sleeper sees our timestamp, or we see it and wake it
-        // under the lock it checks and waits under, so no wake-up is lost.
+        // either the sleeper sees our timestamp and does not park, or we see
+        // its count and wake it — it registered under the lock before its
+        // check, so we find it. An unpark before its park is kept by the
+        // thread's park token, so no wake-up is lost.
         if self.sleepers.load(Ordering::SeqCst) != 0 {
-            let _held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
-            self.advanced.notify_all();
+            let waiter = self
+                .waiting
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&ts);
+            if let Some(waiter) = waiter {
+                waiter.unpark();
+            }
         }
     }
 
     /// Sleeps until `visible` is at least `ts` (the predecessor published).
     fn sleep_until_visible(&self, ts: Timestamp) {
         self.sleepers.fetch_add(1, Ordering::SeqCst);
-        let mut held = self.lock.lock().unwrap_or_else(PoisonError::into_inner);
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(ts, thread::current());
         while self.visible.load(Ordering::SeqCst) < ts {
-            held = self
-                .advanced
-                .wait(held)
-                .unwrap_or_else(PoisonError::into_inner);
+            // Spurious wake-ups just look again.
+            thread::park();
         }
-        drop(held);
+        // The publisher removed the entry if it woke us; remove it if not.
+        self.waiting
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&ts);
         self.sleepers.fetch_sub(1, Ordering::SeqCst);
     }
 }
@@ -213,6 +230,40 @@ mod tests {
         // A dropped ticket publishes too.
         drop(oracle.allocate().unwrap());
         assert_eq!(oracle.visible(), 13);
+    }
+
+    /// A chain of publishers, each asleep on its predecessor, all become
+    /// visible in order when the first one publishes.
+    #[test]
+    fn a_chain_of_sleeping_publishers_wakes_in_order() {
+        let oracle = TimestampOracle::new(0);
+        let tickets: Vec<CommitTicket<'_>> = (0..64).map(|_| oracle.allocate().unwrap()).collect();
+        let mut tickets = tickets.into_iter();
+        let first = tickets.next().unwrap();
+        std::thread::scope(|s| {
+            let waiters: Vec<_> = tickets
+                .map(|t| {
+                    s.spawn(move || {
+                        let ts = t.ts();
+                        t.publish();
+                        ts
+                    })
+                })
+                .collect();
+            // Every later ticket is blocked behind the first.
+            while oracle.sleepers.load(Ordering::SeqCst) < 63 {
+                std::thread::yield_now();
+            }
+            assert_eq!(oracle.visible(), 0);
+            first.publish();
+            for w in waiters {
+                let ts = w.join().unwrap();
+                assert!(oracle.visible() >= ts);
+            }
+        });
+        assert_eq!(oracle.visible(), 64);
+        assert_eq!(oracle.sleepers.load(Ordering::SeqCst), 0);
+        assert!(oracle.waiting.lock().unwrap().is_empty());
     }
 
     #[test]

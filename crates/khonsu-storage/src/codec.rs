@@ -21,17 +21,20 @@
 //! 24 bytes so that the payload starts 8-byte aligned, which lets the
 //! decoder use the stored buffer in place.
 //!
-//! The payload is encoded by the committing thread ([`EncodedValue::encode`]),
-//! before its commit joins a group, so the group writer only copies bytes;
-//! [`EncodedValue::to_stored`] adds the header once the commit timestamp is
-//! known.
+//! The value is encoded by the committing thread, which knows its commit
+//! timestamp by then ([`EncodedValue::encode_at`]): header and payload are
+//! built once, in one buffer, before the commit joins a group, so the group
+//! writer hands the bytes to the store as they are ([`EncodedValue::stored`]).
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::sync::Arc;
 
 use arrow_array::RecordBatch;
 use arrow_buffer::Buffer;
 use arrow_ipc::reader::StreamDecoder;
 use arrow_ipc::writer::StreamWriter;
+use arrow_schema::SchemaRef;
 use khonsu_core::Timestamp;
 
 use crate::error::{Result, UnencodableSnafu};
@@ -64,21 +67,27 @@ const FORMAT_VERSION: u8 = 1;
 /// ```
 #[derive(Clone, PartialEq, Eq)]
 pub struct EncodedValue {
-    payload: Arc<[u8]>,
+    /// The stored form: the header (zeroes until stamped), then the payload.
+    bytes: Vec<u8>,
+    /// CRC-32 of the payload.
     crc: u32,
+    /// The commit timestamp the header holds, once stamped.
+    stamped: Option<Timestamp>,
 }
 
 impl std::fmt::Debug for EncodedValue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EncodedValue")
-            .field("payload_bytes", &self.payload.len())
+            .field("payload_bytes", &self.payload().len())
             .field("crc", &format_args!("{:#010x}", self.crc))
-            .finish()
+            .field("stamped", &self.stamped)
+            .finish_non_exhaustive()
     }
 }
 
 impl EncodedValue {
-    /// Encodes `batch` as an Arrow IPC stream.
+    /// Encodes `batch` as an Arrow IPC stream (the header is written later,
+    /// by [`stored`](Self::stored) or [`to_stored`](Self::to_stored)).
     ///
     /// # Errors
     /// [`Error::Unencodable`](crate::Error::Unencodable) when Arrow IPC
@@ -86,36 +95,66 @@ impl EncodedValue {
     /// is larger than [`MAX_VALUE_BYTES`].
     pub fn encode(batch: &RecordBatch) -> Result<Self> {
         check_size(batch)?;
-        let mut writer =
-            StreamWriter::try_new(Vec::new(), batch.schema_ref()).map_err(|e| unencodable(&e))?;
+        let mut writer = StreamWriter::try_new(vec![0_u8; HEADER_LEN], batch.schema_ref())
+            .map_err(|e| unencodable(&e))?;
         writer.write(batch).map_err(|e| unencodable(&e))?;
-        let payload = writer.into_inner().map_err(|e| unencodable(&e))?;
+        let bytes = writer.into_inner().map_err(|e| unencodable(&e))?;
+        let payload = bytes.get(HEADER_LEN..).unwrap_or_default();
         snafu::ensure!(
             u32::try_from(payload.len()).is_ok(),
             UnencodableSnafu {
                 reason: format!("its encoding takes {} bytes (at most 4 GiB)", payload.len()),
             }
         );
-        let crc = crc32fast::hash(&payload);
+        let crc = crc32fast::hash(payload);
         Ok(Self {
-            payload: payload.into(),
+            bytes,
             crc,
+            stamped: None,
         })
+    }
+
+    /// Encodes `batch` with the header of `commit_ts` in place: the stored
+    /// form, ready to be written without another copy.
+    ///
+    /// # Errors
+    /// As for [`encode`](Self::encode).
+    pub fn encode_at(batch: &RecordBatch, commit_ts: Timestamp) -> Result<Self> {
+        let mut value = Self::encode(batch)?;
+        let h = header(commit_ts, value.payload().len(), value.crc);
+        if let Some(slot) = value.bytes.get_mut(..HEADER_LEN) {
+            slot.copy_from_slice(&h);
+            value.stamped = Some(commit_ts);
+        }
+        Ok(value)
     }
 
     /// The IPC stream.
     #[must_use]
     pub fn payload(&self) -> &[u8] {
-        &self.payload
+        self.bytes.get(HEADER_LEN..).unwrap_or_default()
     }
 
     /// Bytes the stored form takes (header and payload).
     #[must_use]
     pub fn stored_len(&self) -> usize {
-        HEADER_LEN + self.payload.len()
+        self.bytes.len()
     }
 
-    /// The stored form: the header for `commit_ts`, then the payload.
+    /// The stored form for `commit_ts`: the bytes as they are when the
+    /// value was encoded for that timestamp ([`encode_at`](Self::encode_at)),
+    /// else a new buffer with the header for it.
+    #[must_use]
+    pub fn stored(&self, commit_ts: Timestamp) -> Cow<'_, [u8]> {
+        if self.stamped == Some(commit_ts) {
+            Cow::Borrowed(&self.bytes)
+        } else {
+            Cow::Owned(self.to_stored(commit_ts))
+        }
+    }
+
+    /// The stored form: the header for `commit_ts`, then the payload, in a
+    /// new buffer.
     #[must_use]
     pub fn to_stored(&self, commit_ts: Timestamp) -> Vec<u8> {
         let mut out = Vec::new();
@@ -128,8 +167,8 @@ impl EncodedValue {
     pub fn write_stored(&self, commit_ts: Timestamp, out: &mut Vec<u8>) {
         out.clear();
         out.reserve(self.stored_len());
-        out.extend_from_slice(&header(commit_ts, self.payload.len(), self.crc));
-        out.extend_from_slice(&self.payload);
+        out.extend_from_slice(&header(commit_ts, self.payload().len(), self.crc));
+        out.extend_from_slice(self.payload());
     }
 }
 
@@ -171,10 +210,27 @@ fn check_size(batch: &RecordBatch) -> Result<()> {
 /// # Errors
 /// [`Error::Unencodable`](crate::Error::Unencodable), saying why.
 pub fn check_encodable(batch: &RecordBatch) -> Result<()> {
+    thread_local! {
+        /// The schema this thread last found encodable: batches of one
+        /// table usually share their `SchemaRef`, and the check builds an
+        /// IPC schema message (most of a write's cost on a durable store).
+        static ENCODABLE: RefCell<Option<SchemaRef>> = const { RefCell::new(None) };
+    }
     check_size(batch)?;
-    StreamWriter::try_new(std::io::sink(), batch.schema_ref())
-        .map(drop)
-        .map_err(|e| unencodable(&e))
+    let schema = batch.schema_ref();
+    let known = ENCODABLE
+        .try_with(|last| {
+            last.borrow()
+                .as_ref()
+                .is_some_and(|s| Arc::ptr_eq(s, schema))
+        })
+        .unwrap_or(false);
+    if known {
+        return Ok(());
+    }
+    StreamWriter::try_new(std::io::sink(), schema).map_err(|e| unencodable(&e))?;
+    let _ = ENCODABLE.try_with(|last| *last.borrow_mut() = Some(Arc::clone(schema)));
+    Ok(())
 }
 
 fn header(commit_ts: Timestamp, payload_len: usize, payload_crc: u32) -> [u8; HEADER_LEN] {
@@ -339,7 +395,13 @@ mod tests {
         let stored = encoded.to_stored(7);
         assert_eq!(stored.len(), encoded.stored_len());
         assert_eq!(decode_stored(&stored).unwrap(), (7, sample()));
-        assert_eq!(decode_stored_owned(stored).unwrap(), (7, sample()));
+        assert_eq!(decode_stored_owned(stored.clone()).unwrap(), (7, sample()));
+        // Stamped at encoding: the same bytes, without a copy.
+        let stamped = EncodedValue::encode_at(&sample(), 7).unwrap();
+        assert!(matches!(stamped.stored(7), Cow::Borrowed(_)));
+        assert_eq!(&*stamped.stored(7), stored.as_slice());
+        assert!(matches!(stamped.stored(8), Cow::Owned(_)));
+        assert_eq!(decode_stored(&stamped.stored(8)).unwrap().0, 8);
     }
 
     #[test]

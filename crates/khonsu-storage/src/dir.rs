@@ -118,26 +118,22 @@ impl DataDir {
             }
             .fail();
         }
-        fs::create_dir_all(path).context(IoSnafu {
-            operation: "create the data directory",
-            path,
-        })?;
-        let manifest = read_manifest(path)?;
-        if manifest.is_none() {
+        if !path.exists() {
+            fs::create_dir_all(path).context(IoSnafu {
+                operation: "create the data directory",
+                path,
+            })?;
+            // The new directory's entry must be durable too, or a power
+            // loss could take the whole store, acknowledged commits and all.
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                sync_dir(parent)?;
+            }
+        }
+        if read_manifest(path)?.is_none() {
             // Refuse to move into a directory that holds anything but what
-            // an interrupted creation of this adapter leaves behind.
-            let foreign = foreign_entries(path, adapter_entry)?;
-            ensure!(
-                foreign.is_empty(),
-                NotAStoreSnafu {
-                    path,
-                    reason: format!(
-                        "it has no {MANIFEST_FILE} manifest and holds other files ({}); \
-                         give an empty or new directory",
-                        foreign.join(", ")
-                    ),
-                }
-            );
+            // an interrupted creation of this adapter leaves behind, before
+            // creating the lock file in it.
+            refuse_foreign(path, adapter_entry)?;
         }
         let lock_path = path.join(LOCK_FILE);
         let lock = OpenOptions::new()
@@ -169,9 +165,13 @@ impl DataDir {
             path: path.to_path_buf(),
             _lock: lock,
         };
-        // Read again under the lock: another process may have created it.
+        // Read again under the lock: another process may have created it, or
+        // started to create another adapter's store.
         let found = match read_manifest(path)? {
-            None => Found::New,
+            None => {
+                refuse_foreign(path, adapter_entry)?;
+                Found::New
+            }
             Some(manifest) => {
                 ensure!(
                     manifest.format == FORMAT,
@@ -271,6 +271,24 @@ pub(crate) fn sync_dir(path: &Path) -> Result<()> {
             operation: "sync the directory",
             path,
         })
+}
+
+/// Refuses a directory without a manifest that holds anything but the lock
+/// file, a leftover temporary manifest and `adapter_entry`.
+fn refuse_foreign(path: &Path, adapter_entry: &str) -> Result<()> {
+    let foreign = foreign_entries(path, adapter_entry)?;
+    ensure!(
+        foreign.is_empty(),
+        NotAStoreSnafu {
+            path,
+            reason: format!(
+                "it has no {MANIFEST_FILE} manifest and holds other files ({}); \
+                 give an empty or new directory",
+                foreign.join(", ")
+            ),
+        }
+    );
+    Ok(())
 }
 
 /// Names in `path` other than the lock file, a leftover temporary

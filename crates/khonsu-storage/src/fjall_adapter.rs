@@ -170,7 +170,18 @@ impl FjallStorage {
             }
             .fail();
         }
-        let had_meta = names.iter().any(|n| n == META);
+        let both = names.iter().any(|n| n == META) && names.iter().any(|n| n == DATA);
+        if found == Found::Existing && !both {
+            // Opening would create the missing keyspace empty: silently
+            // empty data. Refuse instead.
+            return NotAStoreSnafu {
+                path: &path,
+                reason: format!(
+                    "its keyspaces {DATA:?} and {META:?} are not both there (found {names:?})"
+                ),
+            }
+            .fail();
+        }
         let meta = db
             .keyspace(META, KeyspaceCreateOptions::default)
             .map_err(|e| failed("open the meta keyspace of", e))?;
@@ -187,7 +198,12 @@ impl FjallStorage {
                 }
                 .fail();
             }
-            None if found == Found::Existing || had_meta => {
+            // Creating a keyspace is durable by itself: a crash between it
+            // and the format record leaves the keyspaces empty, which the
+            // next open finishes creating.
+            None if found == Found::Existing
+                || !data.is_empty().map_err(|e| failed("read", e))? =>
+            {
                 return NotAStoreSnafu {
                     path: &path,
                     reason: "it has no khonsu_meta format record",
@@ -357,9 +373,9 @@ impl Storage for FjallStorage {
             bytes += key.len() as u64;
             match mutation {
                 StorageMutation::Put { encoded, .. } => {
-                    let value = encoded.to_stored(commit_ts);
+                    let value = encoded.stored(commit_ts);
                     bytes += value.len() as u64;
-                    batch.insert(&self.data, key, value);
+                    batch.insert(&self.data, key, &*value);
                 }
                 StorageMutation::Delete { .. } => batch.remove(&self.data, key),
             }

@@ -63,6 +63,17 @@ const META_KEY_COUNT: &str = "key_count";
 const META_DIGEST: &str = "digest";
 const STORE_FORMAT: u64 = 1;
 
+/// What a redb file holds, as far as opening it goes.
+enum Format {
+    /// A Khonsu store of this format version.
+    Khonsu(u64),
+    /// Tables of someone else.
+    Foreign(Vec<String>),
+    /// No Khonsu format record (a new file, or an interrupted creation when
+    /// no table exists).
+    Unformatted { any_table: bool },
+}
+
 /// What [`RedbStorage::scan`] found besides the entries it visited.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -177,9 +188,21 @@ impl RedbStorage {
             }
             .fail();
         }
+        if found == Found::New && exists && is_all_zeros(&file)? {
+            // A crash while redb initialized a new file leaves zeroes where
+            // its header goes; nothing of anyone's is in it: start over.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&file)
+                .and_then(|f| f.set_len(0))
+                .context(IoSnafu {
+                    operation: "reset the interrupted new database file",
+                    path: &file,
+                })?;
+        }
         let repaired = Arc::new(AtomicBool::new(false));
         let db = open_database(&file, &options, &counters, &repaired, found)?;
-        let mut store = Self {
+        let store = Self {
             db: Some(db),
             file,
             options,
@@ -187,71 +210,95 @@ impl RedbStorage {
             repaired: repaired.load(Ordering::Relaxed),
             dir: data_dir,
         };
-        store.initialize(found, exists)?;
+        store.initialize(found)?;
         if found == Found::New {
             store.dir.finish_creation(ADAPTER)?;
         }
         Ok(store)
     }
 
-    /// Checks that the file is a Khonsu store of this format, and creates
-    /// the tables in a new one.
-    fn initialize(&mut self, found: Found, existed: bool) -> Result<()> {
+    /// Checks that the file is a Khonsu store of this format (reading
+    /// only: an existing store is not written before recovery has checked
+    /// it), and creates the tables in a new one. Every redb call runs under
+    /// the panic guard.
+    fn initialize(&self, found: Found) -> Result<()> {
+        let file = self.file.clone();
+        let format = guard(&file, "open", || self.read_format())?;
+        let not_ours = |reason: String| {
+            NotAStoreSnafu {
+                path: &file,
+                reason,
+            }
+            .build()
+        };
+        match format {
+            Format::Khonsu(STORE_FORMAT) => Ok(()),
+            Format::Khonsu(other) => Err(not_ours(format!(
+                "its store format is {other}, this build reads {STORE_FORMAT}"
+            ))),
+            Format::Foreign(tables) => Err(not_ours(format!(
+                "it is a redb database with other tables ({tables:?})"
+            ))),
+            Format::Unformatted { any_table } if found == Found::Existing || any_table => {
+                Err(not_ours("it has no khonsu_meta format record".to_owned()))
+            }
+            Format::Unformatted { .. } => guard(&file, "initialize", || self.create_tables()),
+        }
+    }
+
+    /// What the file holds, read in a read transaction.
+    fn read_format(&self) -> Result<Format> {
+        let txn = self
+            .db()?
+            .begin_read()
+            .map_err(|e| self.adapter_error("begin a read transaction in", e))?;
+        let tables: Vec<String> = txn
+            .list_tables()
+            .map_err(|e| self.adapter_error("list the tables of", e))?
+            .map(|t| ::redb::TableHandle::name(&t).to_owned())
+            .collect();
+        let foreign: Vec<String> = tables
+            .iter()
+            .filter(|t| *t != "khonsu_data" && *t != "khonsu_meta")
+            .cloned()
+            .collect();
+        if !foreign.is_empty() {
+            return Ok(Format::Foreign(foreign));
+        }
+        let has = |name: &str| tables.iter().any(|t| t == name);
+        if !(has("khonsu_meta") && has("khonsu_data")) {
+            return Ok(Format::Unformatted {
+                any_table: !tables.is_empty(),
+            });
+        }
+        let meta = txn
+            .open_table(META)
+            .map_err(|e| self.adapter_error("open the meta table of", e))?;
+        let format = meta
+            .get(META_FORMAT)
+            .map_err(|e| self.adapter_error("read", e))?
+            .map(|v| v.value());
+        Ok(format.map_or(Format::Unformatted { any_table: true }, Format::Khonsu))
+    }
+
+    /// Creates the tables and the meta records of a new store.
+    fn create_tables(&self) -> Result<()> {
         let txn = self
             .db()?
             .begin_write()
             .map_err(|e| self.adapter_error("begin a write transaction in", e))?;
         {
-            let tables: Vec<String> = txn
-                .list_tables()
-                .map_err(|e| self.adapter_error("list the tables of", e))?
-                .map(|t| ::redb::TableHandle::name(&t).to_owned())
-                .collect();
-            let foreign: Vec<&String> = tables
-                .iter()
-                .filter(|t| *t != "khonsu_data" && *t != "khonsu_meta")
-                .collect();
-            let not_ours = |reason: String| {
-                NotAStoreSnafu {
-                    path: self.file.clone(),
-                    reason,
-                }
-                .build()
-            };
-            if !foreign.is_empty() {
-                return Err(not_ours(format!(
-                    "it is a redb database with other tables ({foreign:?})"
-                )));
-            }
             let mut meta = txn
                 .open_table(META)
-                .map_err(|e| self.adapter_error("open the meta table of", e))?;
-            let format = meta
-                .get(META_FORMAT)
-                .map_err(|e| self.adapter_error("read", e))?
-                .map(|v| v.value());
-            match format {
-                Some(STORE_FORMAT) => {}
-                Some(other) => {
-                    return Err(not_ours(format!(
-                        "its store format is {other}, this build reads {STORE_FORMAT}"
-                    )));
-                }
-                None if found == Found::Existing || (existed && !tables.is_empty()) => {
-                    return Err(not_ours("it has no khonsu_meta format record".to_owned()));
-                }
-                None => {
-                    meta.insert(META_FORMAT, STORE_FORMAT)
-                        .map_err(|e| self.adapter_error("initialize", e))?;
-                    for key in [META_LAST_TS, META_KEY_COUNT, META_DIGEST] {
-                        meta.insert(key, 0)
-                            .map_err(|e| self.adapter_error("initialize", e))?;
-                    }
-                }
+                .map_err(|e| self.adapter_error("create the meta table of", e))?;
+            meta.insert(META_FORMAT, STORE_FORMAT)
+                .map_err(|e| self.adapter_error("initialize", e))?;
+            for key in [META_LAST_TS, META_KEY_COUNT, META_DIGEST] {
+                meta.insert(key, 0)
+                    .map_err(|e| self.adapter_error("initialize", e))?;
             }
-            drop(meta);
             txn.open_table(DATA)
-                .map_err(|e| self.adapter_error("open the data table of", e))?;
+                .map_err(|e| self.adapter_error("create the data table of", e))?;
         }
         txn.commit()
             .map_err(|e| self.adapter_error("commit the initialization of", e))
@@ -400,6 +447,28 @@ impl RedbStorage {
     }
 }
 
+/// Whether `file` holds only zero bytes (or nothing).
+fn is_all_zeros(file: &Path) -> Result<bool> {
+    use std::io::Read as _;
+    let mut handle = std::fs::File::open(file).context(IoSnafu {
+        operation: "read",
+        path: file,
+    })?;
+    let mut buffer = [0_u8; 8192];
+    loop {
+        let n = handle.read(&mut buffer).context(IoSnafu {
+            operation: "read",
+            path: file,
+        })?;
+        if n == 0 {
+            return Ok(true);
+        }
+        if buffer.get(..n).is_some_and(|b| b.iter().any(|x| *x != 0)) {
+            return Ok(false);
+        }
+    }
+}
+
 fn adapter_error(path: &Path, operation: &'static str, error: impl Into<BackendError>) -> Error {
     AdapterSnafu {
         adapter: ADAPTER,
@@ -498,7 +567,6 @@ impl Storage for RedbStorage {
             let mut data = txn
                 .open_table(DATA)
                 .map_err(|e| not_written("open the data table of", e.into()))?;
-            let mut value = Vec::new();
             // Changes to the live-key count and digest (see the module docs).
             let (mut added, mut removed, mut digest) = (0_u64, 0_u64, 0_u64);
             for (commit_ts, mutation) in group.mutations() {
@@ -506,11 +574,11 @@ impl Storage for RedbStorage {
                 bytes += key.len() as u64;
                 let old = match mutation {
                     StorageMutation::Put { encoded, .. } => {
-                        encoded.write_stored(commit_ts, &mut value);
+                        let value = encoded.stored(commit_ts);
                         bytes += value.len() as u64;
                         digest ^= entry_digest(key, commit_ts);
                         added += 1;
-                        data.insert(key, value.as_slice())
+                        data.insert(key, &*value)
                             .map_err(|e| not_written("insert into", e.into()))?
                     }
                     StorageMutation::Delete { .. } => data

@@ -19,7 +19,8 @@ pub enum StorageMutation {
         /// Its new value.
         batch: Arc<RecordBatch>,
         /// `batch` encoded for disk, by the committing thread (so that the
-        /// group writer only copies bytes). In-memory stores ignore it.
+        /// group writer only hands bytes over): store
+        /// `encoded.stored(commit_ts)`. In-memory stores ignore it.
         encoded: EncodedValue,
     },
     /// `key` was deleted.
@@ -37,6 +38,26 @@ impl StorageMutation {
     /// cannot be encoded.
     pub fn put(key: impl Into<Key>, batch: Arc<RecordBatch>) -> Result<Self> {
         let encoded = EncodedValue::encode(&batch)?;
+        Ok(Self::Put {
+            key: key.into(),
+            batch,
+            encoded,
+        })
+    }
+
+    /// A put of `batch` under `key`, encoded with the header of the commit
+    /// at `commit_ts` already in place (what the engine builds: the group
+    /// writer then stores the bytes without a copy).
+    ///
+    /// # Errors
+    /// [`Error::Unencodable`](crate::Error::Unencodable) when the batch
+    /// cannot be encoded.
+    pub fn put_at(
+        key: impl Into<Key>,
+        batch: Arc<RecordBatch>,
+        commit_ts: Timestamp,
+    ) -> Result<Self> {
+        let encoded = EncodedValue::encode_at(&batch, commit_ts)?;
         Ok(Self::Put {
             key: key.into(),
             batch,

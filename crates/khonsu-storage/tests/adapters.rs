@@ -74,9 +74,11 @@ fn a_directory_of_other_files_is_not_taken_over() {
 
 #[test]
 fn a_foreign_file_in_place_of_the_database_is_refused() {
+    let mut noise = b"definitely not a redb file, just some bytes".to_vec();
+    noise.extend(std::iter::repeat_n(0xa5_u8, 8192));
     for contents in [
         &b"definitely not a redb file, just some bytes"[..],
-        &[0_u8; 8192][..],
+        &noise[..],
     ] {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("data.redb");
@@ -90,6 +92,18 @@ fn a_foreign_file_in_place_of_the_database_is_refused() {
             "the foreign file was changed"
         );
     }
+}
+
+/// A crash while redb laid out a new file leaves it zero-filled (no manifest yet): the next
+/// open finishes the creation rather than refusing the directory forever.
+#[test]
+fn an_interrupted_creation_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("data.redb"), [0_u8; 8192]).unwrap();
+    std::fs::write(dir.path().join("LOCK"), b"").unwrap();
+    let store = RedbStorage::open(dir.path()).unwrap();
+    assert!(store.recover().unwrap().is_empty());
+    assert!(dir.path().join("KHONSU").exists());
 }
 
 #[test]
@@ -159,4 +173,45 @@ fn unencodable_values_are_refused_by_check_value() {
     let batch = arrow_array::RecordBatch::try_from_iter([("d", Arc::new(nested) as _)]).unwrap();
     let err = store.check_value(&batch).unwrap_err();
     assert!(matches!(err, Error::Unencodable { .. }), "{err:?}");
+}
+
+/// Creating a fjall keyspace is durable by itself: a crash after the keyspaces exist but before
+/// the format record leaves them empty, and the next open finishes the creation (found by
+/// review: it refused the directory).
+#[cfg(feature = "fjall")]
+#[test]
+fn an_interrupted_fjall_creation_is_finished() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = fjall::Database::builder(dir.path().join("fjall"))
+            .open()
+            .unwrap();
+        for name in ["khonsu_meta", "khonsu_data"] {
+            db.keyspace(name, fjall::KeyspaceCreateOptions::default)
+                .unwrap();
+        }
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+    }
+    let store = khonsu_storage::FjallStorage::open(dir.path()).unwrap();
+    assert!(store.recover().unwrap().is_empty());
+    assert!(dir.path().join("KHONSU").exists());
+}
+
+/// A fjall store whose data keyspace is gone is not silently empty.
+#[cfg(feature = "fjall")]
+#[test]
+fn a_fjall_store_missing_its_data_keyspace_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(khonsu_storage::FjallStorage::open(dir.path()).unwrap());
+    {
+        let db = fjall::Database::builder(dir.path().join("fjall"))
+            .open()
+            .unwrap();
+        let data = db
+            .keyspace("khonsu_data", fjall::KeyspaceCreateOptions::default)
+            .unwrap();
+        db.delete_keyspace(data).unwrap();
+    }
+    let err = khonsu_storage::FjallStorage::open(dir.path()).unwrap_err();
+    assert!(err.to_string().contains("khonsu_data"), "{}", report(&err));
 }

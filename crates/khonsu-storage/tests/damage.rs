@@ -1,5 +1,6 @@
-//! Damaged files: every flipped byte and every truncation of a store's files gives a clear
-//! error or a state the store really held after some commit — never wrong data, never a panic.
+//! Damaged files: flipped bytes, 64-byte smears of zeroes or ones, and truncations of every file
+//! of a store give a clear error or a state the store really held after some commit — never
+//! wrong data, never a panic.
 
 /// Helpers, in a `cfg(test)` module so that they may unwrap like the tests do.
 #[cfg(test)]
@@ -147,6 +148,15 @@ mod support {
                 let mut bad = bytes.clone();
                 bad[at] ^= 0x5a;
                 cases.push((format!("flip at {at}"), bad, true));
+            }
+            // 64-byte smears of zeroes and ones: damage a page's structure, not one bit of
+            // it (a review found panics escaping redb this way that single flips missed).
+            for (i, at) in (0..bytes.len()).step_by(step * 2).enumerate() {
+                let mut bad = bytes.clone();
+                let fill = if i % 2 == 0 { 0x00 } else { 0xff };
+                let end = (at + 64).min(bad.len());
+                bad[at..end].fill(fill);
+                cases.push((format!("smear {fill:#04x} at {at}"), bad, true));
             }
             for cut in (0..bytes.len()).step_by(step * 4) {
                 cases.push((format!("truncate to {cut}"), bytes[..cut].to_vec(), false));

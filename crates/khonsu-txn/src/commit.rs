@@ -139,10 +139,11 @@ pub(crate) fn commit(shared: &Shared, request: &CommitRequest<'_>) -> Result<Com
     // 5. Settle every write against the newest committed version.
     let (info, mutations) = settle(shared, request, &mut flight.slots, commit_ts)?;
 
-    // 6. Durable before anything becomes visible.
-    if let Some(durable) = &shared.durable
-        && !mutations.is_empty()
-    {
+    // 6. Durable before anything becomes visible. A commit whose every
+    //    write was ignored still persists its (empty) record: its timestamp
+    //    was acknowledged, and the clock must not hand it out again after a
+    //    restart.
+    if let Some(durable) = &shared.durable {
         let record = CommitRecord {
             commit_ts,
             mutations,
@@ -160,23 +161,14 @@ pub(crate) fn commit(shared: &Shared, request: &CommitRequest<'_>) -> Result<Com
     //    Every key is checked before any version is pushed, so a refused
     //    install cannot leave part of the commit in place (it cannot happen
     //    in practice: the timestamp was allocated after the intents).
-    if let Some(err) = flight
-        .slots
-        .iter()
-        .filter(|slot| !matches!(slot.install, Install::Skip))
-        .find_map(|slot| slot.intent.check_install(commit_ts).err())
-    {
+    if let Err(err) = install(&mut flight.slots, commit_ts) {
+        // Durable but not installable: memory and storage would disagree.
+        if let Some(durable) = &shared.durable {
+            durable.mark_unusable(format!(
+                "commit {commit_ts} of transaction {txn_id} is durable but could not be installed: {err}"
+            ));
+        }
         return Err(InstallSnafu { txn_id }.into_error(err));
-    }
-    for slot in &mut flight.slots {
-        let value = match std::mem::replace(&mut slot.install, Install::Skip) {
-            Install::Put(batch) => Some(batch),
-            Install::Tombstone => None,
-            Install::Skip => continue,
-        };
-        slot.intent
-            .insert_version(commit_ts, value)
-            .map_err(|err| InstallSnafu { txn_id }.into_error(err))?;
     }
 
     // 8. Publish: every snapshot from now on sees all of this commit. Old
@@ -192,6 +184,30 @@ pub(crate) fn commit(shared: &Shared, request: &CommitRequest<'_>) -> Result<Com
         .buffer
         .collect_deferred(watermark, DEFERRED_GC_PER_COMMIT);
     Ok(info)
+}
+
+/// Step 7: pushes every version; every key is checked first, so an error
+/// leaves nothing installed.
+fn install(
+    slots: &mut [Slot<'_>],
+    commit_ts: Timestamp,
+) -> std::result::Result<(), khonsu_core::Error> {
+    if let Some(err) = slots
+        .iter()
+        .filter(|slot| !matches!(slot.install, Install::Skip))
+        .find_map(|slot| slot.intent.check_install(commit_ts).err())
+    {
+        return Err(err);
+    }
+    for slot in slots {
+        let value = match std::mem::replace(&mut slot.install, Install::Skip) {
+            Install::Put(batch) => Some(batch),
+            Install::Tombstone => None,
+            Install::Skip => continue,
+        };
+        slot.intent.insert_version(commit_ts, value)?;
+    }
+    Ok(())
 }
 
 /// Step 2: the write intents, in key order (the write set is sorted), so
@@ -216,6 +232,19 @@ fn take_intents<'a>(
             let conflict = Conflict::on_key(kind, key.clone(), None);
             return Err(AbortedSnafu { txn_id }.into_error(conflict.into()));
         };
+        // Already doomed: abort before taking a timestamp, so that the
+        // abort does not wait for earlier commits to publish.
+        if request
+            .policy
+            .is_doomed(read_base, write, intent.latest_ts())
+        {
+            let conflict = Conflict::on_key(
+                ConflictKind::WriteWrite,
+                key.clone(),
+                Some(intent.latest_ts()),
+            );
+            return Err(AbortedSnafu { txn_id }.into_error(conflict.into()));
+        }
         slots.push(Slot {
             intent,
             write,
@@ -267,12 +296,11 @@ fn settle(
         if persists {
             match &slot.install {
                 Install::Put(batch) => mutations.push(
-                    StorageMutation::put(key.clone(), Arc::clone(batch)).context(
-                        UnstorableSnafu {
+                    StorageMutation::put_at(key.clone(), Arc::clone(batch), commit_ts)
+                        .with_context(|_| UnstorableSnafu {
                             txn_id,
                             key: key.to_string(),
-                        },
-                    )?,
+                        })?,
                 ),
                 Install::Tombstone => mutations.push(StorageMutation::delete(key.clone())),
                 Install::Skip => {}

@@ -12,7 +12,7 @@ use khonsu_storage::{RedbStorage, Storage, StorageStats};
 use snafu::ResultExt;
 
 use crate::durable::{Durability, GroupCommitStats};
-use crate::error::{OpenSnafu, RecoveredKeySnafu, RecoverySnafu, Result};
+use crate::error::{OpenSnafu, RecoveredKeySnafu, RecoverySnafu, Result, StorageInUseSnafu};
 use crate::{Transaction, TransactionOptions};
 
 /// Commits between recomputations of the cached reclamation watermark.
@@ -426,7 +426,8 @@ impl KhonsuBuilder {
 
     /// Whether concurrent commits share one storage write and one sync
     /// (default `true`). Without it each commit writes and syncs on its
-    /// own; the adapter serializes them (redb) or not (fjall).
+    /// own, and the adapter serializes the writes (redb's single writer,
+    /// the fjall adapter's lock around its synced batch).
     pub fn group_commit(mut self, enabled: bool) -> Self {
         self.group_commit = enabled;
         self
@@ -443,7 +444,13 @@ impl KhonsuBuilder {
     /// storage (if any) and restarting the clock after its newest commit:
     /// the first commit gets a timestamp above every recovered one.
     ///
+    /// A storage serves one live database at a time (two would lose each
+    /// other's commits): hand the same storage to a new database after the
+    /// old one and all its transactions are dropped.
+    ///
     /// # Errors
+    /// [`Error::StorageInUse`](crate::Error::StorageInUse) when another live
+    /// database has this storage;
     /// [`Error::Open`](crate::Error::Open) when the data directory cannot be
     /// opened, [`Error::Recovery`](crate::Error::Recovery) when the storage
     /// cannot be read (damaged data names the file and the key).
@@ -453,8 +460,16 @@ impl KhonsuBuilder {
             StorageChoice::Given(storage) => Some(storage),
             StorageChoice::Dir(dir) => Some(Arc::new(RedbStorage::open(dir).context(OpenSnafu)?)),
         };
-        let recovered = match &storage {
-            Some(storage) => Some(storage.recover().context(RecoverySnafu)?),
+        // Attach first: a storage another live database serves is not even read.
+        let durable = match storage {
+            Some(storage) => Some(
+                Durability::new(storage, self.group_commit)
+                    .map_err(|adapter| StorageInUseSnafu { adapter }.build())?,
+            ),
+            None => None,
+        };
+        let recovered = match &durable {
+            Some(durable) => Some(durable.storage().recover().context(RecoverySnafu)?),
             None => None,
         };
         let start_ts = recovered.as_ref().map_or(0, |state| {
@@ -463,7 +478,6 @@ impl KhonsuBuilder {
                 .max(Timestamp::from(!state.entries.is_empty()))
                 .min(khonsu_core::MAX_TIMESTAMP)
         });
-        let durable = storage.map(|storage| Durability::new(storage, self.group_commit));
         let db = Khonsu::from_parts(
             durable,
             self.isolation,

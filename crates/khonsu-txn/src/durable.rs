@@ -18,18 +18,20 @@
 //!
 //!  lead:  pop up to MAX_GROUP_COMMITS records (all that arrived while the
 //!         previous write was in flight) → Storage::write(group): one write,
-//!         one sync → mark each record done, unpark its committer →
-//!         hand off: pop one waiting record and promote it (the flag stays
-//!         held and passes to that committer), or, if none waits, clear the
-//!         flag, fence(SeqCst), and look again.
+//!         one sync → hand off: pop one waiting record and promote it (the
+//!         flag stays held and passes to that committer), or, if none waits,
+//!         clear the flag, fence(SeqCst), and look again → mark each record
+//!         of the group done and unpark its committer.
 //! ```
 //!
 //! **No lost wake-up.** A committer pushes, fences, then tries the flag; the
 //! leader clears the flag, fences, then looks at the queue. With both fences
 //! in the single `SeqCst` order, either the committer's CAS sees the cleared
-//! flag (it leads), or the leader's look sees the pushed record (it takes
-//! the flag back and promotes someone). So a queued record always has a
-//! leader coming.
+//! flag (or a later value: then a later leader is on its way, and the same
+//! argument applies to it), or the leader's look sees the pushed record (it
+//! takes the flag back and promotes someone). So a queued record always has
+//! a leader coming. A committer promoted or completed just before it parks
+//! does not sleep: the unpark is kept as the thread's park token.
 //!
 //! **Fairness.** A leader writes one group and hands off: under constant
 //! load no thread leads forever while its own commit waits to return.
@@ -45,9 +47,10 @@
 //! The in-memory path (no storage) never comes here: it has no queue, no
 //! flag and no wait.
 
+use std::collections::HashSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering, fence};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::thread::{self, Thread};
 
 use crossbeam_queue::SegQueue;
@@ -60,6 +63,12 @@ const MAX_GROUP_COMMITS: usize = 1024;
 /// Most bytes (keys and encoded values) one storage write carries, unless
 /// its first commit alone is larger.
 const MAX_GROUP_BYTES: usize = 64 << 20;
+
+/// The storages attached to a live database, by address. Two databases on
+/// one storage would each run their own clock and lose each other's
+/// commits at the next recovery, so a storage is attached once at a time.
+/// Touched only when a database is built or dropped.
+static ATTACHED: Mutex<Option<HashSet<usize>>> = Mutex::new(None);
 
 /// A record waiting in the queue.
 const QUEUED: u8 = 0;
@@ -116,8 +125,21 @@ pub(crate) struct Durability {
 }
 
 impl Durability {
-    pub(crate) fn new(storage: Arc<dyn Storage>, group_commit: bool) -> Self {
-        Self {
+    /// Attaches `storage` to a new database.
+    ///
+    /// # Errors
+    /// The storage's name when another live database has it attached.
+    pub(crate) fn new(storage: Arc<dyn Storage>, group_commit: bool) -> Result<Self, &'static str> {
+        let address = storage_address(&storage);
+        let newly = ATTACHED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get_or_insert_with(HashSet::new)
+            .insert(address);
+        if !newly {
+            return Err(storage.name());
+        }
+        Ok(Self {
             storage,
             group_commit,
             queue: SegQueue::new(),
@@ -126,7 +148,7 @@ impl Durability {
             groups: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             largest_group: AtomicU64::new(0),
-        }
+        })
     }
 
     pub(crate) fn storage(&self) -> &Arc<dyn Storage> {
@@ -140,6 +162,14 @@ impl Durability {
     /// Why the storage takes no more commits, if it does not.
     pub(crate) fn unusable(&self) -> Option<&Arc<WriteFailure>> {
         self.unusable.get()
+    }
+
+    /// Refuses every later commit: memory and storage may disagree (a
+    /// durable commit could not be installed).
+    pub(crate) fn mark_unusable(&self, why: String) {
+        let _ = self.unusable.set(Arc::new(WriteFailure::OutcomeUnknown(
+            khonsu_storage::Error::backend(why),
+        )));
     }
 
     pub(crate) fn stats(&self) -> (GroupCommitStats, StorageStats) {
@@ -212,16 +242,22 @@ impl Durability {
             bytes += next.bytes;
             group.push(next);
         }
-        if !group.is_empty() {
+        let outcome = if group.is_empty() {
+            None
+        } else {
             let records: Vec<&CommitRecord> = group.iter().map(|p| &p.record).collect();
-            let outcome = self.write(&records);
+            Some(self.write(&records))
+        };
+        // Hand off before waking the group, so the next write starts without
+        // waiting for a wake-up per committer of this one.
+        self.hand_off();
+        if let Some(outcome) = outcome {
             for pending in group {
                 let _ = pending.outcome.set(outcome.clone());
                 pending.state.store(DONE, Ordering::Release);
                 pending.committer.unpark();
             }
         }
-        self.hand_off();
     }
 
     /// Passes the leader flag to a waiting committer, or clears it.
@@ -292,6 +328,22 @@ impl Durability {
                 self.storage.name()
             )),
         )))
+    }
+}
+
+fn storage_address(storage: &Arc<dyn Storage>) -> usize {
+    Arc::as_ptr(storage).cast::<()>() as usize
+}
+
+impl Drop for Durability {
+    fn drop(&mut self) {
+        if let Some(attached) = ATTACHED
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_mut()
+        {
+            attached.remove(&storage_address(&self.storage));
+        }
     }
 }
 

@@ -127,6 +127,21 @@ pub enum Error {
         location: Location,
     },
 
+    /// The storage handed to the builder already serves a live database.
+    /// Two databases on one storage would each run their own clock and lose
+    /// each other's commits at the next recovery; drop the other database
+    /// (and its transactions) first.
+    #[snafu(display(
+        "this {adapter} storage already serves a live database; drop that database first"
+    ))]
+    StorageInUse {
+        /// The storage adapter's name.
+        adapter: &'static str,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// Recovering committed state from storage failed while building a
     /// `Khonsu`.
     #[snafu(display("recovery from storage failed"))]

@@ -262,7 +262,7 @@ impl Transaction {
             storage
                 .check_key(key.as_bytes())
                 .and_then(|()| storage.check_value(&batch))
-                .context(UnstorableSnafu {
+                .with_context(|_| UnstorableSnafu {
                     txn_id: self.id,
                     key: key.to_string(),
                 })?;
@@ -291,7 +291,7 @@ impl Transaction {
             durable
                 .storage()
                 .check_key(key.as_bytes())
-                .context(UnstorableSnafu {
+                .with_context(|_| UnstorableSnafu {
                     txn_id: self.id,
                     key: key.to_string(),
                 })?;
