@@ -432,8 +432,8 @@ fn fjall_damaged_journal_and_tables_are_an_error_or_a_state_it_held() {
                     Vec::new()
                 }
             },
-            flips: 150,
-            cuts: 50,
+            flips: 120,
+            cuts: 40,
         },
     );
     assert!(counts.errors > 0, "no damage was detected: {counts}");
