@@ -58,7 +58,7 @@ OPTIONS:
     --seed N             seed of the key generators (default 42)
     -h, --help           this text
 
-ENGINES:   khonsu-redb khonsu-redb-nogc khonsu-redb-qr khonsu-fjall
+ENGINES:   khonsu-redb khonsu-redb-nogc khonsu-redb-nogather khonsu-redb-qr khonsu-fjall
            redb redb-batch64 fjall canopydb
 ";
 

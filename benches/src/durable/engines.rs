@@ -6,6 +6,7 @@
 //! |---|---|
 //! | `khonsu-redb` | a Khonsu transaction over `RedbStorage`, group commit on: concurrent commits share one redb write transaction and one sync |
 //! | `khonsu-redb-nogc` | the same with group commit off: one redb write transaction per commit |
+//! | `khonsu-redb-nogather` | group commit on, but the leader does not wait for open writers (`group_commit_gather(false)`) |
 //! | `khonsu-redb-qr` | `khonsu-redb` with redb's quick repair (`RedbOptions::quick_repair`) |
 //! | `khonsu-fjall` | a Khonsu transaction over `FjallStorage` (group commit on; one fjall batch with `PersistMode::SyncAll` per group) |
 //! | `redb` | one raw redb write transaction, `Durability::Immediate`, per commit |
@@ -125,6 +126,8 @@ pub enum DurableKind {
     KhonsuRedb,
     /// Khonsu on redb, group commit off.
     KhonsuRedbNoGroup,
+    /// Khonsu on redb, group commit on without gathering open writers.
+    KhonsuRedbNoGather,
     /// Khonsu on redb, group commit on, redb's quick repair on.
     KhonsuRedbQuickRepair,
     /// Khonsu on fjall, group commit on.
@@ -141,9 +144,10 @@ pub enum DurableKind {
 
 impl DurableKind {
     /// Every engine, in report order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::KhonsuRedb,
         Self::KhonsuRedbNoGroup,
+        Self::KhonsuRedbNoGather,
         Self::KhonsuRedbQuickRepair,
         Self::KhonsuFjall,
         Self::Redb,
@@ -161,6 +165,7 @@ impl DurableKind {
         match self {
             Self::KhonsuRedb => "khonsu-redb",
             Self::KhonsuRedbNoGroup => "khonsu-redb-nogc",
+            Self::KhonsuRedbNoGather => "khonsu-redb-nogather",
             Self::KhonsuRedbQuickRepair => "khonsu-redb-qr",
             Self::KhonsuFjall => "khonsu-fjall",
             Self::Redb => "redb",
@@ -183,6 +188,7 @@ impl DurableKind {
             self,
             Self::KhonsuRedb
                 | Self::KhonsuRedbNoGroup
+                | Self::KhonsuRedbNoGather
                 | Self::KhonsuRedbQuickRepair
                 | Self::KhonsuFjall
         )
@@ -195,6 +201,9 @@ impl DurableKind {
             Self::KhonsuRedb => "Khonsu on RedbStorage, group commit on (default options)",
             Self::KhonsuRedbNoGroup => {
                 "Khonsu on RedbStorage, group commit off: a redb write txn per commit"
+            }
+            Self::KhonsuRedbNoGather => {
+                "Khonsu on RedbStorage, group commit on without gathering open writers"
             }
             Self::KhonsuRedbQuickRepair => {
                 "Khonsu on RedbStorage, group commit on, RedbOptions::quick_repair"
@@ -222,7 +231,10 @@ impl DurableKind {
     pub fn build(self, dir: &Path, accounts: u64) -> Result<Box<dyn DurableEngine>> {
         let name = self.name();
         let engine: Box<dyn DurableEngine> = match self {
-            Self::KhonsuRedb | Self::KhonsuRedbNoGroup | Self::KhonsuRedbQuickRepair => {
+            Self::KhonsuRedb
+            | Self::KhonsuRedbNoGroup
+            | Self::KhonsuRedbNoGather
+            | Self::KhonsuRedbQuickRepair => {
                 let mut options = RedbOptions::default();
                 options.quick_repair = self == Self::KhonsuRedbQuickRepair;
                 let storage = RedbStorage::open_with(dir, options)
@@ -231,12 +243,13 @@ impl DurableKind {
                     name,
                     Arc::new(storage),
                     self != Self::KhonsuRedbNoGroup,
+                    self != Self::KhonsuRedbNoGather,
                 )?)
             }
             Self::KhonsuFjall => {
                 let storage =
                     FjallStorage::open(dir).map_err(|e| backend(name, "open FjallStorage", &e))?;
-                Box::new(KhonsuDurable::new(name, Arc::new(storage), true)?)
+                Box::new(KhonsuDurable::new(name, Arc::new(storage), true, true)?)
             }
             Self::Redb => Box::new(RawRedb::open(name, dir, 1)?),
             Self::RedbBatched => Box::new(RawRedb::open(name, dir, HAND_BATCH)?),
@@ -282,10 +295,16 @@ struct KhonsuDurable {
 }
 
 impl KhonsuDurable {
-    fn new(name: &'static str, storage: Arc<dyn Storage>, group_commit: bool) -> Result<Self> {
+    fn new(
+        name: &'static str,
+        storage: Arc<dyn Storage>,
+        group_commit: bool,
+        gather: bool,
+    ) -> Result<Self> {
         let db = Khonsu::builder()
             .storage(storage)
             .group_commit(group_commit)
+            .group_commit_gather(gather)
             .max_retries(MAX_RETRIES)
             .build()
             .context(KhonsuSnafu {

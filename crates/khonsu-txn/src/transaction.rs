@@ -96,6 +96,10 @@ pub struct Transaction {
     pub(crate) isolation: TransactionIsolation,
     pub(crate) resolution: ConflictResolution,
     pub(crate) read_only: bool,
+    /// Whether this transaction is counted among the durable database's
+    /// open writers (from its first staged write until it drops), which
+    /// group commit uses to gather a group (`Durability::gather`).
+    pub(crate) counted_writer: bool,
     /// What the transaction read and wrote, built on its first recorded
     /// read, scan or write: a read-only transaction never builds one, and
     /// a `Transaction` stays 64 bytes.
@@ -136,6 +140,7 @@ impl Transaction {
             isolation,
             resolution,
             read_only: options.is_read_only(),
+            counted_writer: false,
             tracker: None,
         }
     }
@@ -258,6 +263,10 @@ impl Transaction {
         );
         let (key, batch) = (key.into(), batch.into());
         if let Some(durable) = &self.shared.durable {
+            if !self.counted_writer {
+                durable.writer_opened();
+                self.counted_writer = true;
+            }
             let storage = durable.storage();
             storage
                 .check_key(key.as_bytes())
@@ -288,6 +297,10 @@ impl Transaction {
         );
         let key = key.into();
         if let Some(durable) = &self.shared.durable {
+            if !self.counted_writer {
+                durable.writer_opened();
+                self.counted_writer = true;
+            }
             durable
                 .storage()
                 .check_key(key.as_bytes())
@@ -403,6 +416,11 @@ impl Transaction {
 
 impl Drop for Transaction {
     fn drop(&mut self) {
+        if self.counted_writer
+            && let Some(durable) = &self.shared.durable
+        {
+            durable.writer_closed();
+        }
         if let Some(registration) = self.registration.take() {
             self.shared.snapshots.release(registration);
         }
