@@ -10,11 +10,9 @@
 //! them) besides an even spread over each file; the counts of errors, latest states and
 //! earlier states are printed per file.
 
-use std::cell::RefCell;
 use std::collections::BTreeSet;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::Once;
 
 use khonsu_tests::durable::{
     Adapter, Damage, Files, State, check_bank, ensure_bank, read_files, report, state,
@@ -67,8 +65,6 @@ struct Counts {
     corruption: usize,
     latest: usize,
     earlier: usize,
-    /// Panics of the known bug [`is_known_redb_initialize_panic`] (counted, reported, tolerated).
-    known_bug_panics: usize,
 }
 
 impl Counts {
@@ -78,7 +74,6 @@ impl Counts {
         self.corruption += other.corruption;
         self.latest += other.latest;
         self.earlier += other.earlier;
-        self.known_bug_panics += other.known_bug_panics;
     }
 }
 
@@ -89,44 +84,8 @@ impl std::fmt::Display for Counts {
             "{} errors ({} naming the file, {} classified as corruption), {} latest state, {} \
              earlier state",
             self.errors, self.naming_the_file, self.corruption, self.latest, self.earlier
-        )?;
-        if self.known_bug_panics > 0 {
-            write!(
-                f,
-                ", KNOWN BUG: {} panics escaped from RedbStorage::initialize",
-                self.known_bug_panics
-            )?;
-        }
-        Ok(())
+        )
     }
-}
-
-thread_local! {
-    /// The backtrace of this thread's last panic, recorded by [`record_panics`].
-    static LAST_PANIC: RefCell<String> = const { RefCell::new(String::new()) };
-}
-
-/// Installs (once) a panic hook that records each panic's backtrace for
-/// [`is_known_redb_initialize_panic`], then runs the default hook.
-fn record_panics() {
-    static HOOK: Once = Once::new();
-    HOOK.call_once(|| {
-        let default = std::panic::take_hook();
-        std::panic::set_hook(Box::new(move |info| {
-            let trace = std::backtrace::Backtrace::force_capture().to_string();
-            LAST_PANIC.with(|p| *p.borrow_mut() = trace);
-            default(info);
-        }));
-    });
-}
-
-/// Known bug: `RedbStorage::initialize` (the check of the tables when a store is opened) runs
-/// redb outside the adapter's panic guard, and redb 4.6 panics on a damaged table tree (an
-/// `unwrap` of a table or type name that is not UTF-8, `unreachable!` on a bad table type), so
-/// the panic escapes from `Khonsu::open`. `redb_flipped_table_name_is_an_error_not_a_panic`
-/// (ignored) reproduces it; remove this tolerance once it is fixed.
-fn is_known_redb_initialize_panic() -> bool {
-    LAST_PANIC.with(|p| p.borrow().contains("RedbStorage::initialize"))
 }
 
 /// Opens a copy of `pristine` with `name` damaged; checks and counts the outcome.
@@ -137,17 +96,12 @@ fn trial(adapter: Adapter, pristine: &Pristine, name: &Path, damage: &Damage, co
         "copying the store",
     );
     let what = format!("{} {damage:?}", name.display());
-    record_panics();
     let opened = catch_unwind(AssertUnwindSafe(|| {
         adapter
             .open(dir.path())
             .map(|db| must(state(&db), "reading the opened store"))
     }));
     match opened {
-        Err(_) if adapter == Adapter::Redb && is_known_redb_initialize_panic() => {
-            eprintln!("{what}: KNOWN BUG: a panic escaped from RedbStorage::initialize");
-            counts.known_bug_panics += 1;
-        }
         Err(panic) => {
             let message = panic
                 .downcast_ref::<&str>()
@@ -472,11 +426,10 @@ fn fjall_flipped_journal_seqno_is_not_wrong_data() {
     eprintln!("{test}: {counts}");
 }
 
-/// Known bug (see [`is_known_redb_initialize_panic`]): one flipped bit in a table name of
-/// `data.redb` (`khonsu_meta` becomes invalid UTF-8) makes `Khonsu::open` panic instead of
-/// returning an error. The same flip with another mask is reported as a foreign table.
+/// One flipped bit in a table name of `data.redb` (`khonsu_meta` becomes invalid UTF-8) is an
+/// error naming the file. redb panics on it while the tables are checked at open; that check
+/// ran outside the adapter's panic guard until 85c400f, and the panic escaped `Khonsu::open`.
 #[test]
-#[ignore = "known bug: RedbStorage::initialize runs redb outside the panic guard"]
 fn redb_flipped_table_name_is_an_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     drop(Adapter::Redb.open(dir.path()).unwrap());
