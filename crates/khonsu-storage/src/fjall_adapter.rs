@@ -21,7 +21,7 @@ use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use khonsu_core::Key;
 use snafu::IntoError;
 
-use crate::codec::decode_stored_owned;
+use crate::codec::ValueDecoder;
 use crate::dir::{DataDir, Found};
 use crate::error::guard;
 use crate::error::{AdapterSnafu, BackendError, CorruptSnafu, NotAStoreSnafu, Result};
@@ -266,12 +266,14 @@ impl FjallStorage {
         visit: &mut impl FnMut(Key, std::result::Result<RecoveredEntry, Error>) -> bool,
     ) -> Result<u64> {
         let last_ts = read_u64(&self.meta, META_LAST_TS, &self.path)?.unwrap_or(0);
+        let mut decoder = ValueDecoder::default();
         for item in self.data.iter() {
             let (key, value) = item
                 .into_inner()
                 .map_err(|e| adapter_error(&self.path, "read", e))?;
             let key = Key::from(key.as_ref());
-            let entry = decode_stored_owned(value.to_vec())
+            let entry = decoder
+                .decode(value.to_vec())
                 .map(|(commit_ts, batch)| RecoveredEntry {
                     key: key.clone(),
                     commit_ts,

@@ -41,7 +41,7 @@ use ::redb::{Builder, Database, ReadableDatabase, ReadableTable, StorageBackend,
 use khonsu_core::Key;
 use snafu::{IntoError, ResultExt};
 
-use crate::codec::{decode_stored_owned, entry_digest, stored_commit_ts};
+use crate::codec::{ValueDecoder, entry_digest, stored_commit_ts};
 use crate::dir::{DataDir, Found};
 use crate::error::guard;
 use crate::error::{AdapterSnafu, BackendError, CorruptSnafu, IoSnafu, NotAStoreSnafu, Result};
@@ -372,10 +372,12 @@ impl RedbStorage {
                 .map_err(|e| self.adapter_error("open the data table of", e))?;
             let range = data.iter().map_err(|e| self.adapter_error("iterate", e))?;
             let (mut count, mut digest, mut complete) = (0_u64, 0_u64, true);
+            let mut decoder = ValueDecoder::default();
             for item in range {
                 let (key, value) = item.map_err(|e| self.adapter_error("read", e))?;
                 let key = Key::from(key.value());
-                let entry = decode_stored_owned(value.value().to_vec())
+                let entry = decoder
+                    .decode(value.value().to_vec())
                     .map(|(commit_ts, batch)| RecoveredEntry {
                         key: key.clone(),
                         commit_ts,
