@@ -644,11 +644,17 @@ fn a_doomed_transaction_aborts_without_waiting_for_another_commits_write() {
             std::thread::yield_now();
         }
         let waited = !aborting.is_finished();
-        assert!(!blocked.is_finished(), "the other write is still held at the gate");
+        assert!(
+            !blocked.is_finished(),
+            "the other write is still held at the gate"
+        );
         store.open();
         let err = expect_err(aborting.join().unwrap(), "doomed read-modify-write");
         blocked.join().unwrap();
-        assert!(!waited, "the doomed commit waited for another commit's storage write");
+        assert!(
+            !waited,
+            "the doomed commit waited for another commit's storage write"
+        );
         assert!(err.is_conflict(), "{err:?}");
     });
     assert_eq!(committed(&db, "y"), Some(1));
