@@ -292,7 +292,8 @@ fn refuse_foreign(path: &Path, adapter_entry: &str) -> Result<()> {
 }
 
 /// Names in `path` other than the lock file, a leftover temporary
-/// manifest and `adapter_entry`.
+/// manifest, `adapter_entry` and its temporary form (`{adapter_entry}.tmp`,
+/// where an adapter builds a new store before renaming it into place).
 fn foreign_entries(path: &Path, adapter_entry: &str) -> Result<Vec<String>> {
     let mut foreign = Vec::new();
     let entries = fs::read_dir(path).context(IoSnafu {
@@ -306,7 +307,8 @@ fn foreign_entries(path: &Path, adapter_entry: &str) -> Result<Vec<String>> {
         })?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let tmp_manifest = format!("{MANIFEST_FILE}.tmp");
-        if name != LOCK_FILE && name != adapter_entry && name != tmp_manifest {
+        let tmp_entry = format!("{adapter_entry}.tmp");
+        if name != LOCK_FILE && name != adapter_entry && name != tmp_manifest && name != tmp_entry {
             foreign.push(name);
         }
     }

@@ -4,7 +4,17 @@
 //! A fjall database in `DIR/fjall/` with two keyspaces, `khonsu_data` (key
 //! bytes → stored value, the same encoding as every adapter: see
 //! [`codec`](crate::codec)) and `khonsu_meta` (`format`, `last_commit_ts`,
-//! little-endian `u64`s).
+//! `key_count`, `digest`: little-endian `u64`s). A new store is built in
+//! `DIR/fjall.tmp/` and renamed into place whole.
+//!
+//! fjall checksums its journal entries and blocks, but not everything: a
+//! flipped bit in a journal batch's sequence number replays the batch at
+//! another point of history (found by Khonsu's damage tests, a mix of old
+//! and new values). So, as for redb, the meta keyspace keeps the number of
+//! live keys and the XOR of their [`entry_digest`](crate::codec::entry_digest)s
+//! in the same batch as the data (the old value of each written key is read
+//! to update them), and recovery refuses a store that does not match them
+//! or that holds a value newer than `last_commit_ts`.
 //!
 //! Each [`Storage::write`] is one fjall write batch with
 //! `PersistMode::SyncAll`: the batch goes to fjall's journal and the journal
@@ -19,15 +29,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use khonsu_core::Key;
-use snafu::IntoError;
+use snafu::{IntoError, ResultExt};
 
-use crate::codec::ValueDecoder;
+use crate::codec::{ValueDecoder, entry_digest, stored_commit_ts};
 use crate::dir::{DataDir, Found};
 use crate::error::guard;
-use crate::error::{AdapterSnafu, BackendError, CorruptSnafu, NotAStoreSnafu, Result};
+use crate::error::{AdapterSnafu, BackendError, CorruptSnafu, IoSnafu, NotAStoreSnafu, Result};
 use crate::{
-    Error, RecoveredEntry, RecoveredState, Storage, StorageMutation, StorageStats, WriteFailure,
-    WriteGroup, display_key,
+    Error, RecoveredEntry, RecoveredState, Scanned, Storage, StorageMutation, StorageStats,
+    WriteFailure, WriteGroup, display_key,
 };
 
 /// The adapter's name in manifests and messages.
@@ -41,6 +51,8 @@ const DATA: &str = "khonsu_data";
 const META: &str = "khonsu_meta";
 const META_FORMAT: &str = "format";
 const META_LAST_TS: &str = "last_commit_ts";
+const META_KEY_COUNT: &str = "key_count";
+const META_DIGEST: &str = "digest";
 const STORE_FORMAT: u64 = 1;
 
 /// Options of [`FjallStorage::open_with`].
@@ -86,14 +98,23 @@ pub struct FjallStorage {
     data: Keyspace,
     meta: Keyspace,
     path: PathBuf,
-    /// The newest `last_commit_ts` written; held while a batch is built and
-    /// committed so that the stored value only grows.
-    last_ts: Mutex<u64>,
+    /// The meta records as last written; held while a batch is built and
+    /// committed, so that `last_commit_ts` only grows and the count and
+    /// digest follow every batch.
+    meta_state: Mutex<MetaState>,
     writes: AtomicU64,
     commits: AtomicU64,
     bytes: AtomicU64,
     // Last: the directory lock is released after fjall is closed.
     dir: DataDir,
+}
+
+/// The meta keyspace's running records.
+#[derive(Clone, Copy, Debug, Default)]
+struct MetaState {
+    last_ts: u64,
+    key_count: u64,
+    digest: u64,
 }
 
 impl std::fmt::Debug for FjallStorage {
@@ -130,6 +151,12 @@ impl FjallStorage {
             }
             .fail();
         }
+        if found == Found::New && !path.exists() {
+            // Built under a temporary name and renamed into place whole, so
+            // that a crash during creation leaves nothing half made (fjall
+            // refuses a directory whose creation it did not finish).
+            create(dir, &path, options)?;
+        }
         guard(&path, "open", || {
             Self::open_fjall(data_dir, found, path.clone(), options)
         })
@@ -141,21 +168,16 @@ impl FjallStorage {
         path: PathBuf,
         options: FjallOptions,
     ) -> Result<Self> {
-        let failed = |operation, e: ::fjall::Error| adapter_error(&path, operation, e);
         let db = Database::builder(&path)
             .cache_size(options.cache_size)
             .open()
             .map_err(|e| match e {
-                ::fjall::Error::InvalidVersion(_) | ::fjall::Error::JournalRecovery(_)
-                    if found == Found::New =>
-                {
-                    NotAStoreSnafu {
-                        path: &path,
-                        reason: format!("it is not a fjall database ({e:?})"),
-                    }
-                    .build()
+                ::fjall::Error::InvalidVersion(_) if found == Found::New => NotAStoreSnafu {
+                    path: &path,
+                    reason: format!("it is not a fjall database ({e:?})"),
                 }
-                other => failed("open", other),
+                .build(),
+                other => fjall_error(&path, "open", other),
             })?;
         let names: Vec<String> = db
             .list_keyspace_names()
@@ -170,10 +192,10 @@ impl FjallStorage {
             }
             .fail();
         }
-        let both = names.iter().any(|n| n == META) && names.iter().any(|n| n == DATA);
-        if found == Found::Existing && !both {
+        if !(names.iter().any(|n| n == META) && names.iter().any(|n| n == DATA)) {
             // Opening would create the missing keyspace empty: silently
-            // empty data. Refuse instead.
+            // empty data. Refuse instead (a store of ours always has both:
+            // it is renamed into place only after they are made).
             return NotAStoreSnafu {
                 path: &path,
                 reason: format!(
@@ -184,13 +206,12 @@ impl FjallStorage {
         }
         let meta = db
             .keyspace(META, KeyspaceCreateOptions::default)
-            .map_err(|e| failed("open the meta keyspace of", e))?;
+            .map_err(|e| fjall_error(&path, "open the meta keyspace of", e))?;
         let data = db
             .keyspace(DATA, KeyspaceCreateOptions::default)
-            .map_err(|e| failed("open the data keyspace of", e))?;
-        let format = read_u64(&meta, META_FORMAT, &path)?;
-        let last_ts = match format {
-            Some(STORE_FORMAT) => read_u64(&meta, META_LAST_TS, &path)?.unwrap_or(0),
+            .map_err(|e| fjall_error(&path, "open the data keyspace of", e))?;
+        match read_u64(&meta, META_FORMAT, &path)? {
+            Some(STORE_FORMAT) => {}
             Some(other) => {
                 return NotAStoreSnafu {
                     path: &path,
@@ -198,25 +219,18 @@ impl FjallStorage {
                 }
                 .fail();
             }
-            // Creating a keyspace is durable by itself: a crash between it
-            // and the format record leaves the keyspaces empty, which the
-            // next open finishes creating.
-            None if found == Found::Existing
-                || !data.is_empty().map_err(|e| failed("read", e))? =>
-            {
+            None => {
                 return NotAStoreSnafu {
                     path: &path,
                     reason: "it has no khonsu_meta format record",
                 }
                 .fail();
             }
-            None => {
-                let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-                batch.insert(&meta, META_FORMAT, STORE_FORMAT.to_le_bytes().to_vec());
-                batch.insert(&meta, META_LAST_TS, 0_u64.to_le_bytes().to_vec());
-                batch.commit().map_err(|e| failed("initialize", e))?;
-                0
-            }
+        }
+        let meta_state = MetaState {
+            last_ts: read_u64(&meta, META_LAST_TS, &path)?.unwrap_or(0),
+            key_count: read_u64(&meta, META_KEY_COUNT, &path)?.unwrap_or(0),
+            digest: read_u64(&meta, META_DIGEST, &path)?.unwrap_or(0),
         };
         if found == Found::New {
             data_dir.finish_creation(ADAPTER)?;
@@ -226,7 +240,7 @@ impl FjallStorage {
             data,
             meta,
             path,
-            last_ts: Mutex::new(last_ts),
+            meta_state: Mutex::new(meta_state),
             writes: AtomicU64::new(0),
             commits: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
@@ -249,28 +263,33 @@ impl FjallStorage {
     }
 
     /// Visits every stored key with its decoded value, or the reason it
-    /// does not decode, in key order (see `RedbStorage::scan`); returns the
-    /// newest commit timestamp.
+    /// does not decode, in key order, then checks the key count and digest
+    /// of the meta keyspace against what it visited (see
+    /// `RedbStorage::scan`).
     ///
     /// # Errors
-    /// Backend failures reading the store.
+    /// Backend failures reading the store; a count or digest that does not
+    /// match is returned in [`Scanned::integrity`].
     pub fn scan(
         &self,
         mut visit: impl FnMut(Key, std::result::Result<RecoveredEntry, Error>) -> bool,
-    ) -> Result<u64> {
+    ) -> Result<Scanned> {
         guard(&self.path, "read", || self.scan_unguarded(&mut visit))
     }
 
     fn scan_unguarded(
         &self,
         visit: &mut impl FnMut(Key, std::result::Result<RecoveredEntry, Error>) -> bool,
-    ) -> Result<u64> {
-        let last_ts = read_u64(&self.meta, META_LAST_TS, &self.path)?.unwrap_or(0);
+    ) -> Result<Scanned> {
+        let read = |key| read_u64(&self.meta, key, &self.path).map(Option::unwrap_or_default);
+        let last_commit_ts = read(META_LAST_TS)?;
+        let (want_count, want_digest) = (read(META_KEY_COUNT)?, read(META_DIGEST)?);
         let mut decoder = ValueDecoder::default();
+        let (mut count, mut digest, mut newest, mut complete) = (0_u64, 0_u64, 0_u64, true);
         for item in self.data.iter() {
             let (key, value) = item
                 .into_inner()
-                .map_err(|e| adapter_error(&self.path, "read", e))?;
+                .map_err(|e| fjall_error(&self.path, "read", e))?;
             let key = Key::from(key.as_ref());
             let entry = decoder
                 .decode(value.to_vec())
@@ -287,11 +306,98 @@ impl FjallStorage {
                     }
                     .build()
                 });
+            if let Ok(entry) = &entry {
+                count += 1;
+                digest ^= entry_digest(key.as_bytes(), entry.commit_ts);
+                newest = newest.max(entry.commit_ts);
+            }
             if !visit(key, entry) {
+                complete = false;
                 break;
             }
         }
-        Ok(last_ts)
+        let matches = (count, digest) == (want_count, want_digest) && newest <= last_commit_ts;
+        let integrity = if complete && !matches {
+            Err(CorruptSnafu {
+                path: self.path.clone(),
+                key: "-".to_owned(),
+                message: format!(
+                    "the store's contents do not match its meta keyspace: {count} keys (digest \
+                     {digest:#018x}, newest value at {newest}) found, {want_count} (digest \
+                     {want_digest:#018x}, last commit {last_commit_ts}) recorded; entries were \
+                     lost, replayed out of order or changed by damage to the files"
+                ),
+            }
+            .build())
+        } else {
+            Ok(())
+        };
+        Ok(Scanned {
+            last_commit_ts,
+            integrity,
+        })
+    }
+}
+
+/// Creates a new store in `DIR/fjall.tmp` (replacing a leftover one of an
+/// interrupted creation), with its keyspaces and meta records, then renames
+/// it to `path` and syncs the data directory.
+fn create(dir: &Path, path: &Path, options: FjallOptions) -> Result<()> {
+    let tmp = dir.join(format!("{DATA_DIR}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).context(IoSnafu {
+            operation: "remove the leftover of an interrupted creation",
+            path: &tmp,
+        })?;
+    }
+    guard(&tmp, "create", || {
+        let failed = |operation, e| fjall_error(&tmp, operation, e);
+        let db = Database::builder(&tmp)
+            .cache_size(options.cache_size)
+            .open()
+            .map_err(|e| failed("create", e))?;
+        let meta = db
+            .keyspace(META, KeyspaceCreateOptions::default)
+            .map_err(|e| failed("create the meta keyspace of", e))?;
+        db.keyspace(DATA, KeyspaceCreateOptions::default)
+            .map_err(|e| failed("create the data keyspace of", e))?;
+        let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
+        batch.insert(&meta, META_FORMAT, STORE_FORMAT.to_le_bytes().to_vec());
+        for key in [META_LAST_TS, META_KEY_COUNT, META_DIGEST] {
+            batch.insert(&meta, key, 0_u64.to_le_bytes().to_vec());
+        }
+        batch.commit().map_err(|e| failed("initialize", e))?;
+        db.persist(PersistMode::SyncAll)
+            .map_err(|e| failed("sync", e))?;
+        Ok(())
+    })?;
+    std::fs::rename(&tmp, path).context(IoSnafu {
+        operation: "rename the new fjall directory into place at",
+        path,
+    })?;
+    crate::dir::sync_dir(dir)
+}
+
+/// A fjall error, classified: damage fjall detected is corruption.
+fn fjall_error(path: &Path, operation: &'static str, error: ::fjall::Error) -> Error {
+    let damaged = match &error {
+        ::fjall::Error::Storage(inner) => !matches!(inner, ::fjall::LsmError::Io(_)),
+        ::fjall::Error::JournalRecovery(_)
+        | ::fjall::Error::InvalidVersion(_)
+        | ::fjall::Error::Decompress(_)
+        | ::fjall::Error::InvalidTrailer
+        | ::fjall::Error::InvalidTag(_) => true,
+        _ => false,
+    };
+    if damaged {
+        CorruptSnafu {
+            path,
+            key: "-".to_owned(),
+            message: format!("fjall could not {operation} it: {error:?}"),
+        }
+        .build()
+    } else {
+        adapter_error(path, operation, error)
     }
 }
 
@@ -307,7 +413,7 @@ fn adapter_error(path: &Path, operation: &'static str, error: impl Into<BackendE
 fn read_u64(keyspace: &Keyspace, key: &str, path: &Path) -> Result<Option<u64>> {
     let Some(bytes) = keyspace
         .get(key)
-        .map_err(|e| adapter_error(path, "read", e))?
+        .map_err(|e| fjall_error(path, "read", e))?
     else {
         return Ok(None);
     };
@@ -356,8 +462,10 @@ impl Storage for FjallStorage {
         if group.is_empty() {
             return Ok(());
         }
-        let mut last_ts = self
-            .last_ts
+        let not_written =
+            |operation, e| WriteFailure::NothingWritten(fjall_error(&self.path, operation, e));
+        let mut state = self
+            .meta_state
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let Some(db) = &self.db else {
@@ -368,36 +476,49 @@ impl Storage for FjallStorage {
             )));
         };
         let mut batch = db.batch().durability(Some(PersistMode::SyncAll));
-        let mut bytes = 0_u64;
+        let (mut bytes, mut added, mut removed, mut digest) = (0_u64, 0_u64, 0_u64, 0_u64);
         for (commit_ts, mutation) in group.mutations() {
             let key = mutation.key().as_bytes();
             self.check_key(key).map_err(WriteFailure::NothingWritten)?;
             bytes += key.len() as u64;
+            // The old value, for the live-key count and digest.
+            if let Some(old) = self.data.get(key).map_err(|e| not_written("read", e))? {
+                digest ^= entry_digest(key, stored_commit_ts(&old).unwrap_or(0));
+                removed += 1;
+            }
             match mutation {
                 StorageMutation::Put { encoded, .. } => {
                     let value = encoded.stored(commit_ts);
                     bytes += value.len() as u64;
+                    digest ^= entry_digest(key, commit_ts);
+                    added += 1;
                     batch.insert(&self.data, key, &*value);
                 }
                 StorageMutation::Delete { .. } => batch.remove(&self.data, key),
             }
         }
-        let group_ts = group.last_commit_ts();
-        if group_ts > *last_ts {
-            batch.insert(&self.meta, META_LAST_TS, group_ts.to_le_bytes().to_vec());
+        let next = MetaState {
+            last_ts: state.last_ts.max(group.last_commit_ts()),
+            key_count: (state.key_count + added).saturating_sub(removed),
+            digest: state.digest ^ digest,
+        };
+        for (key, v) in [
+            (META_LAST_TS, next.last_ts),
+            (META_KEY_COUNT, next.key_count),
+            (META_DIGEST, next.digest),
+        ] {
+            batch.insert(&self.meta, key, v.to_le_bytes().to_vec());
         }
         batch.commit().map_err(|e| match e {
             // A poisoned database refuses the batch before writing it.
-            ::fjall::Error::Poisoned => {
-                WriteFailure::NothingWritten(adapter_error(&self.path, "write a batch to", e))
-            }
+            ::fjall::Error::Poisoned => not_written("write a batch to", e),
             // The journal write or its sync failed: it may be on disk.
             other => {
-                WriteFailure::OutcomeUnknown(adapter_error(&self.path, "write a batch to", other))
+                WriteFailure::OutcomeUnknown(fjall_error(&self.path, "write a batch to", other))
             }
         })?;
-        *last_ts = (*last_ts).max(group_ts);
-        drop(last_ts);
+        *state = next;
+        drop(state);
         self.writes.fetch_add(1, Ordering::Relaxed);
         self.commits
             .fetch_add(group.len() as u64, Ordering::Relaxed);
@@ -408,7 +529,7 @@ impl Storage for FjallStorage {
     fn recover(&self) -> Result<RecoveredState> {
         let mut entries = Vec::new();
         let mut damage = None;
-        let last_commit_ts = self.scan(|_, entry| match entry {
+        let scanned = self.scan(|_, entry| match entry {
             Ok(entry) => {
                 entries.push(entry);
                 true
@@ -421,7 +542,8 @@ impl Storage for FjallStorage {
         if let Some(e) = damage {
             return Err(e);
         }
-        Ok(RecoveredState::new(last_commit_ts, entries))
+        scanned.integrity?;
+        Ok(RecoveredState::new(scanned.last_commit_ts, entries))
     }
 
     fn stats(&self) -> StorageStats {

@@ -126,8 +126,13 @@ pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection> {
         #[cfg(feature = "fjall")]
         crate::fjall_adapter::ADAPTER => {
             let store = crate::FjallStorage::open(dir)?;
-            let last = store.scan(&mut visit)?;
-            (last, false, store.bytes_on_disk()?, None)
+            let scanned = store.scan(&mut visit)?;
+            (
+                scanned.last_commit_ts,
+                false,
+                store.bytes_on_disk()?,
+                scanned.integrity.err(),
+            )
         }
         other => {
             return NotAStoreSnafu {

@@ -69,9 +69,8 @@ enum Format {
     Khonsu(u64),
     /// Tables of someone else.
     Foreign(Vec<String>),
-    /// No Khonsu format record (a new file, or an interrupted creation when
-    /// no table exists).
-    Unformatted { any_table: bool },
+    /// No Khonsu format record.
+    Unformatted,
 }
 
 /// What [`RedbStorage::scan`] found besides the entries it visited.
@@ -188,17 +187,10 @@ impl RedbStorage {
             }
             .fail();
         }
-        if found == Found::New && exists && is_all_zeros(&file)? {
-            // A crash while redb initialized a new file leaves zeroes where
-            // its header goes; nothing of anyone's is in it: start over.
-            std::fs::OpenOptions::new()
-                .write(true)
-                .open(&file)
-                .and_then(|f| f.set_len(0))
-                .context(IoSnafu {
-                    operation: "reset the interrupted new database file",
-                    path: &file,
-                })?;
+        if found == Found::New && !exists {
+            // Created under a temporary name and renamed into place whole,
+            // so that a crash during creation leaves nothing half made.
+            create_file(dir, &file, &options)?;
         }
         let repaired = Arc::new(AtomicBool::new(false));
         let db = open_database(&file, &options, &counters, &repaired, found)?;
@@ -210,18 +202,17 @@ impl RedbStorage {
             repaired: repaired.load(Ordering::Relaxed),
             dir: data_dir,
         };
-        store.initialize(found)?;
+        store.initialize()?;
         if found == Found::New {
             store.dir.finish_creation(ADAPTER)?;
         }
         Ok(store)
     }
 
-    /// Checks that the file is a Khonsu store of this format (reading
-    /// only: an existing store is not written before recovery has checked
-    /// it), and creates the tables in a new one. Every redb call runs under
-    /// the panic guard.
-    fn initialize(&self, found: Found) -> Result<()> {
+    /// Checks that the file is a Khonsu store of this format, reading only
+    /// (a store is not written before recovery has checked it), under the
+    /// panic guard.
+    fn initialize(&self) -> Result<()> {
         let file = self.file.clone();
         let format = guard(&file, "open", || self.read_format())?;
         let not_ours = |reason: String| {
@@ -239,10 +230,9 @@ impl RedbStorage {
             Format::Foreign(tables) => Err(not_ours(format!(
                 "it is a redb database with other tables ({tables:?})"
             ))),
-            Format::Unformatted { any_table } if found == Found::Existing || any_table => {
-                Err(not_ours("it has no khonsu_meta format record".to_owned()))
-            }
-            Format::Unformatted { .. } => guard(&file, "initialize", || self.create_tables()),
+            // A file of ours always has its tables: it is renamed into
+            // place only after they are made.
+            Format::Unformatted => Err(not_ours("it has no khonsu_meta format record".to_owned())),
         }
     }
 
@@ -267,9 +257,7 @@ impl RedbStorage {
         }
         let has = |name: &str| tables.iter().any(|t| t == name);
         if !(has("khonsu_meta") && has("khonsu_data")) {
-            return Ok(Format::Unformatted {
-                any_table: !tables.is_empty(),
-            });
+            return Ok(Format::Unformatted);
         }
         let meta = txn
             .open_table(META)
@@ -278,30 +266,7 @@ impl RedbStorage {
             .get(META_FORMAT)
             .map_err(|e| self.adapter_error("read", e))?
             .map(|v| v.value());
-        Ok(format.map_or(Format::Unformatted { any_table: true }, Format::Khonsu))
-    }
-
-    /// Creates the tables and the meta records of a new store.
-    fn create_tables(&self) -> Result<()> {
-        let txn = self
-            .db()?
-            .begin_write()
-            .map_err(|e| self.adapter_error("begin a write transaction in", e))?;
-        {
-            let mut meta = txn
-                .open_table(META)
-                .map_err(|e| self.adapter_error("create the meta table of", e))?;
-            meta.insert(META_FORMAT, STORE_FORMAT)
-                .map_err(|e| self.adapter_error("initialize", e))?;
-            for key in [META_LAST_TS, META_KEY_COUNT, META_DIGEST] {
-                meta.insert(key, 0)
-                    .map_err(|e| self.adapter_error("initialize", e))?;
-            }
-            txn.open_table(DATA)
-                .map_err(|e| self.adapter_error("create the data table of", e))?;
-        }
-        txn.commit()
-            .map_err(|e| self.adapter_error("commit the initialization of", e))
+        Ok(format.map_or(Format::Unformatted, Format::Khonsu))
     }
 
     /// The data directory.
@@ -449,26 +414,65 @@ impl RedbStorage {
     }
 }
 
-/// Whether `file` holds only zero bytes (or nothing).
-fn is_all_zeros(file: &Path) -> Result<bool> {
-    use std::io::Read as _;
-    let mut handle = std::fs::File::open(file).context(IoSnafu {
-        operation: "read",
+/// Creates a new store's database file: initialized as `data.redb.tmp`
+/// (a leftover one from a crash is replaced), synced, renamed to `file`,
+/// directory synced.
+fn create_file(dir: &Path, file: &Path, options: &RedbOptions) -> Result<()> {
+    let tmp = dir.join(format!("{DATA_FILE}.tmp"));
+    if tmp.exists() {
+        std::fs::remove_file(&tmp).context(IoSnafu {
+            operation: "remove the leftover of an interrupted creation",
+            path: &tmp,
+        })?;
+    }
+    {
+        let db = open_database(
+            &tmp,
+            options,
+            &Arc::default(),
+            &Arc::new(AtomicBool::new(false)),
+            Found::New,
+        )?;
+        guard(&tmp, "initialize", || create_tables(&db, &tmp))?;
+        guard(&tmp, "close", || {
+            drop(db);
+            Ok(())
+        })?;
+    }
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .context(IoSnafu {
+            operation: "sync",
+            path: &tmp,
+        })?;
+    std::fs::rename(&tmp, file).context(IoSnafu {
+        operation: "rename the new database file into place at",
         path: file,
     })?;
-    let mut buffer = [0_u8; 8192];
-    loop {
-        let n = handle.read(&mut buffer).context(IoSnafu {
-            operation: "read",
-            path: file,
-        })?;
-        if n == 0 {
-            return Ok(true);
+    crate::dir::sync_dir(dir)
+}
+
+/// Creates the tables and the meta records of a new store.
+fn create_tables(db: &Database, file: &Path) -> Result<()> {
+    let failed = |operation, e: ::redb::Error| adapter_error(file, operation, e);
+    let txn = db
+        .begin_write()
+        .map_err(|e| failed("begin a write transaction in", e.into()))?;
+    {
+        let mut meta = txn
+            .open_table(META)
+            .map_err(|e| failed("create the meta table of", e.into()))?;
+        meta.insert(META_FORMAT, STORE_FORMAT)
+            .map_err(|e| failed("initialize", e.into()))?;
+        for key in [META_LAST_TS, META_KEY_COUNT, META_DIGEST] {
+            meta.insert(key, 0)
+                .map_err(|e| failed("initialize", e.into()))?;
         }
-        if buffer.get(..n).is_some_and(|b| b.iter().any(|x| *x != 0)) {
-            return Ok(false);
-        }
+        txn.open_table(DATA)
+            .map_err(|e| failed("create the data table of", e.into()))?;
     }
+    txn.commit()
+        .map_err(|e| failed("commit the initialization of", e.into()))
 }
 
 fn adapter_error(path: &Path, operation: &'static str, error: impl Into<BackendError>) -> Error {

@@ -94,16 +94,32 @@ fn a_foreign_file_in_place_of_the_database_is_refused() {
     }
 }
 
-/// A crash while redb laid out a new file leaves it zero-filled (no manifest yet): the next
-/// open finishes the creation rather than refusing the directory forever.
+/// A new store's file is built as `data.redb.tmp` and renamed into place: a crash while redb
+/// laid it out (found by the crash tests: the next open refused a half-written header forever)
+/// leaves only the temporary file, which the next open replaces.
 #[test]
-fn an_interrupted_creation_is_finished() {
+fn an_interrupted_creation_is_started_over() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("data.redb"), [0_u8; 8192]).unwrap();
+    let mut half_made = vec![0_u8; 73_728];
+    half_made[9..64].fill(0x5a);
+    std::fs::write(dir.path().join("data.redb.tmp"), half_made).unwrap();
     std::fs::write(dir.path().join("LOCK"), b"").unwrap();
     let store = RedbStorage::open(dir.path()).unwrap();
     assert!(store.recover().unwrap().is_empty());
     assert!(dir.path().join("KHONSU").exists());
+    assert!(!dir.path().join("data.redb.tmp").exists());
+}
+
+/// A zero-filled `data.redb` in a directory without a manifest is nobody's Khonsu store (ours are
+/// renamed into place whole): refused, untouched.
+#[test]
+fn a_zero_filled_database_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data.redb");
+    std::fs::write(&file, [0_u8; 8192]).unwrap();
+    let err = RedbStorage::open(dir.path()).unwrap_err();
+    assert!(err.is_corruption(), "{}", report(&err));
+    assert_eq!(std::fs::read(&file).unwrap(), [0_u8; 8192]);
 }
 
 #[test]
@@ -175,12 +191,23 @@ fn unencodable_values_are_refused_by_check_value() {
     assert!(matches!(err, Error::Unencodable { .. }), "{err:?}");
 }
 
-/// Creating a fjall keyspace is durable by itself: a crash after the keyspaces exist but before
-/// the format record leaves them empty, and the next open finishes the creation (found by
-/// review: it refused the directory).
+/// A new fjall store is built in `fjall.tmp/` and renamed into place: a crash while fjall laid it
+/// out (found by the crash tests: fjall then refused its own half-made directory forever) leaves
+/// only the temporary directory, which the next open replaces. A `fjall/` directory without the
+/// format record was never made by Khonsu: refused.
 #[cfg(feature = "fjall")]
 #[test]
-fn an_interrupted_fjall_creation_is_finished() {
+fn an_interrupted_fjall_creation_is_started_over() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("fjall.tmp")).unwrap();
+    std::fs::write(dir.path().join("fjall.tmp/lock"), b"").unwrap();
+    std::fs::write(dir.path().join("fjall.tmp/0.jnl"), vec![0_u8; 4096]).unwrap();
+    let store = khonsu_storage::FjallStorage::open(dir.path()).unwrap();
+    assert!(store.recover().unwrap().is_empty());
+    assert!(dir.path().join("KHONSU").exists());
+    assert!(!dir.path().join("fjall.tmp").exists());
+    drop(store);
+
     let dir = tempfile::tempdir().unwrap();
     {
         let db = fjall::Database::builder(dir.path().join("fjall"))
@@ -192,9 +219,12 @@ fn an_interrupted_fjall_creation_is_finished() {
         }
         db.persist(fjall::PersistMode::SyncAll).unwrap();
     }
-    let store = khonsu_storage::FjallStorage::open(dir.path()).unwrap();
-    assert!(store.recover().unwrap().is_empty());
-    assert!(dir.path().join("KHONSU").exists());
+    let err = khonsu_storage::FjallStorage::open(dir.path()).unwrap_err();
+    assert!(
+        err.to_string().contains("format record"),
+        "{}",
+        report(&err)
+    );
 }
 
 /// A fjall store whose data keyspace is gone is not silently empty.
