@@ -26,7 +26,10 @@ use khonsu::storage::{FjallStorage, RedbOptions};
 use khonsu::{Key, Khonsu, RedbStorage, Storage, TransactionOptions};
 use snafu::ResultExt;
 
-use super::{Accounts, BLIND_BASE, HAND_BATCH, START_BALANCE, backend, decode_balance, key_bytes};
+use super::{
+    Accounts, BLIND_BASE, HAND_BATCH, START_BALANCE, backend, decode_balance, key_bytes,
+    sum_balances,
+};
 use crate::error::{KhonsuSnafu, MissingKeySnafu, NotACounterSnafu, Result};
 
 /// Keys per transaction while loading an engine (before timing).
@@ -552,21 +555,12 @@ impl DurableEngine for RawRedb {
         let table = txn
             .open_table(REDB_TABLE)
             .map_err(|e| backend(self.name, "open the table", &e))?;
-        let mut total = 0;
-        for account in 0..accounts {
-            let guard = table
-                .get(key_bytes(account).as_slice())
-                .map_err(|e| backend(self.name, "get", &e))?
-                .ok_or_else(|| {
-                    MissingKeySnafu {
-                        engine: self.name,
-                        key: account,
-                    }
-                    .build()
-                })?;
-            total += decode_balance(self.name, guard.value())?;
-        }
-        Ok(total)
+        sum_balances(self.name, accounts, |key| {
+            table
+                .get(key)
+                .map(|guard| guard.map(|g| g.value().to_vec()))
+                .map_err(|e| backend(self.name, "get", &e))
+        })
     }
 
     fn load_bulk(&self, accounts: &Accounts, writes: &[(u64, i64)]) -> Result<()> {
@@ -681,21 +675,11 @@ impl DurableEngine for RawFjall {
     fn total_balance(&self, accounts: u64) -> Result<i64> {
         use ::fjall::Readable;
         let snapshot = self.tx.read_tx();
-        let mut total = 0;
-        for account in 0..accounts {
-            let value = snapshot
-                .get(&self.tx_data, key_bytes(account))
-                .map_err(|e| backend(self.name, "get", &e))?
-                .ok_or_else(|| {
-                    MissingKeySnafu {
-                        engine: self.name,
-                        key: account,
-                    }
-                    .build()
-                })?;
-            total += decode_balance(self.name, &value)?;
-        }
-        Ok(total)
+        sum_balances(self.name, accounts, |key| {
+            snapshot
+                .get(&self.tx_data, key)
+                .map_err(|e| backend(self.name, "get", &e))
+        })
     }
 
     fn load_bulk(&self, accounts: &Accounts, writes: &[(u64, i64)]) -> Result<()> {
@@ -856,21 +840,9 @@ impl DurableEngine for RawCanopy {
                     &std::io::Error::other("no tree"),
                 )
             })?;
-        let mut total = 0;
-        for account in 0..accounts {
-            let value = tree
-                .get(&key_bytes(account))
-                .map_err(|e| backend(self.name, "get", &e))?
-                .ok_or_else(|| {
-                    MissingKeySnafu {
-                        engine: self.name,
-                        key: account,
-                    }
-                    .build()
-                })?;
-            total += decode_balance(self.name, &value)?;
-        }
-        Ok(total)
+        sum_balances(self.name, accounts, |key| {
+            tree.get(key).map_err(|e| backend(self.name, "get", &e))
+        })
     }
 
     fn load_bulk(&self, accounts: &Accounts, writes: &[(u64, i64)]) -> Result<()> {

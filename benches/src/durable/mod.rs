@@ -198,6 +198,34 @@ pub fn encode_stored(batch: &RecordBatch, commit_ts: u64) -> Result<Vec<u8>> {
 /// # Errors
 /// [`Error::Backend`](crate::Error::Backend) if the bytes do not decode to
 /// an account batch.
+/// The sum of the balances of accounts `0..accounts`, each read with `get`
+/// (its stored value, or `None`: then the account is missing, an error).
+///
+/// # Errors
+/// `get`'s error, a missing account, or a value that does not decode.
+pub fn sum_balances<V: AsRef<[u8]>>(
+    engine: &'static str,
+    accounts: u64,
+    mut get: impl FnMut(&[u8]) -> Result<Option<V>>,
+) -> Result<i64> {
+    let mut total = 0;
+    for account in 0..accounts {
+        let value = get(&key_bytes(account))?.ok_or_else(|| {
+            crate::error::MissingKeySnafu {
+                engine,
+                key: account,
+            }
+            .build()
+        })?;
+        total += decode_balance(engine, value.as_ref())?;
+    }
+    Ok(total)
+}
+
+/// The balance a stored value holds.
+///
+/// # Errors
+/// A value that does not decode, or holds no balance.
 pub fn decode_balance(engine: &'static str, bytes: &[u8]) -> Result<i64> {
     let (_, batch) = khonsu::storage::codec::decode_stored(bytes).map_err(|message| {
         BackendSnafu {

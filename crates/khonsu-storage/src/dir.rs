@@ -241,15 +241,7 @@ impl DataDir {
 /// Bytes of every file under `path` (recursively).
 pub(crate) fn bytes_under(path: &Path) -> Result<u64> {
     let mut total = 0;
-    let entries = fs::read_dir(path).context(IoSnafu {
-        operation: "list",
-        path,
-    })?;
-    for entry in entries {
-        let entry = entry.context(IoSnafu {
-            operation: "list",
-            path,
-        })?;
+    for entry in entries(path)? {
         let meta = entry.metadata().context(IoSnafu {
             operation: "stat",
             path: entry.path(),
@@ -261,6 +253,16 @@ pub(crate) fn bytes_under(path: &Path) -> Result<u64> {
         };
     }
     Ok(total)
+}
+
+/// The entries of the directory `path`.
+fn entries(path: &Path) -> Result<Vec<fs::DirEntry>> {
+    fs::read_dir(path)
+        .and_then(Iterator::collect)
+        .context(IoSnafu {
+            operation: "list",
+            path,
+        })
 }
 
 /// Syncs a directory, so that a rename or a new file in it is durable.
@@ -296,15 +298,7 @@ fn refuse_foreign(path: &Path, adapter_entry: &str) -> Result<()> {
 /// where an adapter builds a new store before renaming it into place).
 fn foreign_entries(path: &Path, adapter_entry: &str) -> Result<Vec<String>> {
     let mut foreign = Vec::new();
-    let entries = fs::read_dir(path).context(IoSnafu {
-        operation: "list",
-        path,
-    })?;
-    for entry in entries {
-        let entry = entry.context(IoSnafu {
-            operation: "list",
-            path,
-        })?;
+    for entry in entries(path)? {
         let name = entry.file_name().to_string_lossy().into_owned();
         let tmp_manifest = format!("{MANIFEST_FILE}.tmp");
         let tmp_entry = format!("{adapter_entry}.tmp");

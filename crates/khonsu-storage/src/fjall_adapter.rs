@@ -527,23 +527,7 @@ impl Storage for FjallStorage {
     }
 
     fn recover(&self) -> Result<RecoveredState> {
-        let mut entries = Vec::new();
-        let mut damage = None;
-        let scanned = self.scan(|_, entry| match entry {
-            Ok(entry) => {
-                entries.push(entry);
-                true
-            }
-            Err(e) => {
-                damage = Some(e);
-                false
-            }
-        })?;
-        if let Some(e) = damage {
-            return Err(e);
-        }
-        scanned.integrity?;
-        Ok(RecoveredState::new(scanned.last_commit_ts, entries))
+        Scanned::recover(|visit| self.scan(visit))
     }
 
     fn stats(&self) -> StorageStats {

@@ -57,9 +57,9 @@ pub use error::{BackendError, DISPLAY_KEY_BYTES, Error, Result, display_key};
 pub use fjall_adapter::{FjallOptions, FjallStorage};
 pub use inspect::{Inspection, inspect};
 pub use memory::MemoryStorage;
-pub use redb_adapter::{RedbOptions, RedbStorage, Scanned};
+pub use redb_adapter::{RedbOptions, RedbStorage};
 pub use traits::{
-    CommitRecord, RecoveredEntry, RecoveredState, Storage, StorageMutation, StorageStats,
+    CommitRecord, RecoveredEntry, RecoveredState, Scanned, Storage, StorageMutation, StorageStats,
     WriteFailure, WriteGroup,
 };
 

@@ -46,8 +46,8 @@ use crate::dir::{DataDir, Found};
 use crate::error::guard;
 use crate::error::{AdapterSnafu, BackendError, CorruptSnafu, IoSnafu, NotAStoreSnafu, Result};
 use crate::{
-    Error, RecoveredEntry, RecoveredState, Storage, StorageMutation, StorageStats, WriteFailure,
-    WriteGroup, display_key,
+    Error, RecoveredEntry, RecoveredState, Scanned, Storage, StorageMutation, StorageStats,
+    WriteFailure, WriteGroup, display_key,
 };
 
 /// The adapter's name in manifests and messages.
@@ -71,17 +71,6 @@ enum Format {
     Foreign(Vec<String>),
     /// No Khonsu format record.
     Unformatted,
-}
-
-/// What [`RedbStorage::scan`] found besides the entries it visited.
-#[derive(Debug)]
-#[non_exhaustive]
-pub struct Scanned {
-    /// The stored newest commit timestamp.
-    pub last_commit_ts: u64,
-    /// Whether the visited entries match the key count and digest kept in
-    /// the meta table (always `Ok` when the visit stopped early).
-    pub integrity: Result<()>,
 }
 
 /// Options of [`RedbStorage::open_with`].
@@ -633,23 +622,7 @@ impl Storage for RedbStorage {
     }
 
     fn recover(&self) -> Result<RecoveredState> {
-        let mut entries = Vec::new();
-        let mut damage = None;
-        let scanned = self.scan(|_, entry| match entry {
-            Ok(entry) => {
-                entries.push(entry);
-                true
-            }
-            Err(e) => {
-                damage = Some(e);
-                false
-            }
-        })?;
-        if let Some(e) = damage {
-            return Err(e);
-        }
-        scanned.integrity?;
-        Ok(RecoveredState::new(scanned.last_commit_ts, entries))
+        Scanned::recover(|visit| self.scan(visit))
     }
 
     fn stats(&self) -> StorageStats {

@@ -263,6 +263,48 @@ impl RecoveredState {
     }
 }
 
+/// What an adapter's scan of its whole store found besides the entries it
+/// visited (`RedbStorage::scan`, `FjallStorage::scan`).
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Scanned {
+    /// The stored newest commit timestamp.
+    pub last_commit_ts: Timestamp,
+    /// Whether the visited entries match the key count and digest kept
+    /// beside them (always `Ok` when the visit stopped early).
+    pub integrity: Result<()>,
+}
+
+impl Scanned {
+    /// Recovery from a scan: every entry, stopping at the first that does
+    /// not decode, then the integrity check.
+    ///
+    /// # Errors
+    /// The scan's error, the first damaged entry, or the failed integrity
+    /// check.
+    pub(crate) fn recover(
+        scan: impl FnOnce(&mut dyn FnMut(Key, Result<RecoveredEntry>) -> bool) -> Result<Self>,
+    ) -> Result<RecoveredState> {
+        let mut entries = Vec::new();
+        let mut damage = None;
+        let scanned = scan(&mut |_, entry| match entry {
+            Ok(entry) => {
+                entries.push(entry);
+                true
+            }
+            Err(e) => {
+                damage = Some(e);
+                false
+            }
+        })?;
+        if let Some(e) = damage {
+            return Err(e);
+        }
+        scanned.integrity?;
+        Ok(RecoveredState::new(scanned.last_commit_ts, entries))
+    }
+}
+
 /// Counters of a storage's writes, for operators and benchmarks.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
