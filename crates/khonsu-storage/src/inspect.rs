@@ -10,7 +10,7 @@ use crate::error::{NotAStoreSnafu, Result};
 use crate::{Error, RecoveredEntry, RedbStorage};
 
 /// Damaged values an [`Inspection`] keeps the errors of (it counts them all).
-pub(crate) const KEPT_DAMAGE: usize = 16;
+pub const KEPT_DAMAGE: usize = 16;
 
 /// What [`inspect`] found in a data directory.
 #[derive(Debug)]

@@ -55,7 +55,7 @@ mod traits;
 pub use error::{BackendError, DISPLAY_KEY_BYTES, Error, Result, display_key};
 #[cfg(feature = "fjall")]
 pub use fjall_adapter::{FjallOptions, FjallStorage};
-pub use inspect::{Inspection, inspect};
+pub use inspect::{Inspection, KEPT_DAMAGE, inspect};
 pub use memory::MemoryStorage;
 pub use redb_adapter::{RedbOptions, RedbStorage};
 pub use traits::{
