@@ -427,9 +427,10 @@ fn inspect_reports_a_healthy_store() {
         .has("repaired:         no\n")
         .has("damaged:          0\n")
         .has("result: ok (every value decodes)");
-    // One commit creates the bank, one counts the run, then 50 transfers.
+    // One commit creates the bank (and counts the run), then 50 transfers; aborted attempts may
+    // take timestamps too, so this is a lower bound.
     let last_commit: u64 = run.line("last commit ts:").parse().unwrap();
-    assert!(last_commit >= 52, "{}", run.stdout);
+    assert!(last_commit >= 51, "{}", run.stdout);
     assert!(!run.line("bytes on disk:").starts_with("0 B"));
 }
 
