@@ -44,7 +44,7 @@ use std::time::Instant;
 
 use arrow_array::{Int64Array, RecordBatch};
 use crossbeam_skiplist::SkipMap;
-use khonsu::{BufferStats, Khonsu, TransactionOptions};
+use khonsu::{Khonsu, Stats, TransactionOptions};
 use snafu::{OptionExt, ResultExt, Snafu, ensure};
 
 /// Peak RSS after the last overwrite checkpoint over after the first.
@@ -297,7 +297,7 @@ fn child_load(engine: &str, n: u64) -> Result<()> {
     Ok(())
 }
 
-fn row(label: &str, m: Mem, stats: BufferStats, secs: f64) -> String {
+fn row(label: &str, m: Mem, stats: Stats, secs: f64) -> String {
     format!(
         "  {label:<44} {:>9.1} {:>9.1} {:>8} {:>10} {secs:>8.2}",
         mib(m.rss),

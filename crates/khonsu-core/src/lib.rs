@@ -7,12 +7,13 @@
 //! * [`Key`] — an ordered, cheap-to-clone byte string.
 //! * [`TimestampOracle`] — one monotonic clock; commit tickets publish in
 //!   order so snapshots see whole commits only.
-//! * [`SnapshotRegistry`] — the open snapshots, and from them the watermark
-//!   below which old versions are garbage.
+//! * [`SnapshotRegistry`] — the open snapshots, and from them the [`Pins`]:
+//!   the points in time somebody may still read at.
 //! * [`TxnBuffer`] — one lock-free `crossbeam_skiplist::SkipList` of keys, each with
 //!   its write intent and a newest-first chain of committed versions;
-//!   snapshot reads as one lookup, and reclamation of unreachable versions
-//!   (cut by the buffer, freed by `sdd`'s epoch-based collector).
+//!   snapshot reads as one lookup, and precise reclamation of the versions
+//!   no open snapshot reads (unlinked by the buffer, freed by `sdd`'s
+//!   epoch-based collector).
 //!
 //! ```
 //! use khonsu_core::{Key, SnapshotRegistry, TimestampOracle, TxnBuffer};
@@ -25,7 +26,8 @@
 //! let key = Key::from("answer");
 //! let intent = buffer.lock(&key, 0).unwrap();
 //! let ticket = oracle.allocate().unwrap();
-//! intent.install(ticket.ts(), None, snapshots.watermark(&oracle)).unwrap();
+//! let ts = ticket.ts();
+//! snapshots.with_recent_pins(&oracle, |pins| intent.install(ts, None, pins)).unwrap();
 //! ticket.publish();
 //!
 //! let (snapshot, ts) = snapshots.register(&oracle, false);
@@ -43,6 +45,6 @@ mod version;
 pub use buffer::{BufferStats, IntentState, KeyIntent, TxnBuffer};
 pub use error::{Error, Result};
 pub use key::{INLINE_KEY_LEN, Key};
-pub use snapshots::{Pins, RegisteredSnapshot, SnapshotRegistry};
+pub use snapshots::{OldestSnapshot, Pins, RegisteredSnapshot, SnapshotRegistry};
 pub use timestamp::{CommitTicket, MAX_TIMESTAMP, Timestamp, TimestampOracle};
 pub use version::VersionedValue;

@@ -10,8 +10,9 @@
 //!  6. make it durable: join the next group write and wait for its sync
 //!                                               (Durability::persist) — an error aborts here
 //!  7. insert the versions
-//!  8. publish the timestamp (in order)          — now visible, atomically;
-//!     then reclaim garbage and release the intents
+//!  8. prune below them, release the intents, publish the timestamp (in
+//!     order)                                    — now visible, atomically;
+//!     then revisit a queued key (bounded reclamation work)
 //! ```
 //!
 //! [`commit`] takes its parts — the shared state and a [`CommitRequest`]
@@ -53,7 +54,7 @@ const INTENT_WAIT_BUDGET: u32 = 1 << 14;
 const INLINE_INTENTS: usize = 4;
 
 /// Deferred-reclamation keys a commit revisits on its way out.
-const DEFERRED_GC_PER_COMMIT: usize = 1;
+const DEFERRED_GC_PER_COMMIT: usize = 2;
 
 /// What a successful commit did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -171,18 +172,24 @@ pub(crate) fn commit(shared: &Shared, request: &CommitRequest<'_>) -> Result<Com
         return Err(InstallSnafu { txn_id }.into_error(err));
     }
 
-    // 8. Publish: every snapshot from now on sees all of this commit. Old
-    //    versions are reclaimed afterwards, still under the intents, so later
-    //    commits waiting to publish do not wait for our reclamation.
+    // 8. Prune below the new versions and release the intents, then
+    //    publish. The intents go first: once the commit is visible, a
+    //    transaction whose snapshot contains it must not find the keys
+    //    locked (a validator would abort on the lock bit, a fail-fast
+    //    writer on a conflict that is not one). Pruning is a short walk
+    //    per key; what is left to reclaim is queued for later commits.
     let InFlight { slots, ticket } = flight;
+    shared.snapshots.with_recent_pins(&shared.oracle, |pins| {
+        for slot in slots {
+            slot.intent.finish(pins);
+        }
+    });
+    // Every snapshot from now on sees all of this commit.
     ticket.publish();
-    let watermark = shared.watermark_for_commit(commit_ts);
-    for slot in slots {
-        slot.intent.finish(watermark);
-    }
-    shared
-        .buffer
-        .collect_deferred(watermark, DEFERRED_GC_PER_COMMIT);
+    // Bounded background work: revisit a queued key or two.
+    shared.snapshots.with_recent_pins(&shared.oracle, |pins| {
+        shared.buffer.collect_deferred(pins, DEFERRED_GC_PER_COMMIT);
+    });
     Ok(info)
 }
 

@@ -3,20 +3,16 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use khonsu_concurrency::{ConflictResolution, TransactionIsolation};
-use khonsu_core::{BufferStats, SnapshotRegistry, Timestamp, TimestampOracle, TxnBuffer};
+use khonsu_core::{OldestSnapshot, SnapshotRegistry, Timestamp, TimestampOracle, TxnBuffer};
 use khonsu_storage::{RedbStorage, Storage, StorageStats};
 use snafu::ResultExt;
 
 use crate::durable::{Durability, GroupCommitStats};
 use crate::error::{OpenSnafu, RecoveredKeySnafu, RecoverySnafu, Result, StorageInUseSnafu};
 use crate::{Transaction, TransactionOptions};
-
-/// Commits between recomputations of the cached reclamation watermark.
-const WATERMARK_REFRESH_EVERY: u64 = 32;
 
 /// Default number of retries of [`Khonsu::atomically`] after the first try.
 pub const DEFAULT_MAX_RETRIES: u32 = 64;
@@ -31,27 +27,6 @@ pub(crate) struct Shared {
     pub(crate) isolation: TransactionIsolation,
     pub(crate) resolution: ConflictResolution,
     pub(crate) max_retries: u32,
-    /// A recent reclamation watermark; never newer than the true one (the
-    /// true watermark only grows), so using a stale value is safe.
-    cached_watermark: AtomicU64,
-}
-
-impl Shared {
-    /// The watermark for reclamation during a commit at `commit_ts`:
-    /// recomputed every few commits, otherwise the cached value.
-    pub(crate) fn watermark_for_commit(&self, commit_ts: Timestamp) -> Timestamp {
-        if commit_ts.is_multiple_of(WATERMARK_REFRESH_EVERY) {
-            self.refresh_watermark()
-        } else {
-            self.cached_watermark.load(Ordering::Relaxed)
-        }
-    }
-
-    fn refresh_watermark(&self) -> Timestamp {
-        let fresh = self.snapshots.watermark(&self.oracle);
-        self.cached_watermark.fetch_max(fresh, Ordering::Relaxed);
-        fresh
-    }
 }
 
 /// A Khonsu database: a shared, in-memory, multi-version store of Arrow
@@ -154,18 +129,18 @@ impl Khonsu {
         isolation: TransactionIsolation,
         resolution: ConflictResolution,
         max_retries: u32,
+        max_snapshot_age: Option<Duration>,
         start_ts: Timestamp,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 buffer: TxnBuffer::new(),
                 oracle: TimestampOracle::new(start_ts),
-                snapshots: SnapshotRegistry::new(),
+                snapshots: SnapshotRegistry::with_max_age(max_snapshot_age),
                 durable,
                 isolation,
                 resolution,
                 max_retries,
-                cached_watermark: AtomicU64::new(start_ts),
             }),
         }
     }
@@ -243,21 +218,61 @@ impl Khonsu {
         }
     }
 
-    /// Counts of keys and versions held in memory right now (walks the
-    /// whole buffer; meant for monitoring and tests).
+    /// What the database holds in memory and who pins it: keys, versions,
+    /// the versions and bytes only open snapshots still need, and the
+    /// oldest open snapshot. O(1) in the data (counters kept as commits and
+    /// reclamation go, plus a scan of the snapshot slots in use): cheap
+    /// enough to call every second. Exact when no commit runs, approximate
+    /// while commits do.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::{Khonsu, TransactionOptions};
+    ///
+    /// let db = Khonsu::builder().build()?;
+    /// let value = |v: i64| RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![v])) as _)]).unwrap();
+    /// db.atomically(|t| t.write("k", value(1)))?;
+    /// let reader = db.start_transaction_with(TransactionOptions::new().read_only(true));
+    /// for v in 2..100 {
+    ///     db.atomically(|t| t.write("k", value(v)))?;
+    /// }
+    /// // The reader pins its own version of "k", not the 98 written since:
+    /// // commits keep a few recent ones besides (see `collect_garbage`) ...
+    /// let stats = db.stats();
+    /// assert!(stats.versions <= 6, "{stats:?}");
+    /// assert_eq!(stats.oldest_snapshot.map(|s| s.ts), Some(reader.snapshot_ts()));
+    /// // ... and a sweep keeps exactly the reader's and the newest.
+    /// db.collect_garbage();
+    /// assert_eq!(db.stats().versions, 2);
+    /// drop(reader);
+    /// db.collect_garbage();
+    /// assert_eq!(db.stats().versions, 1);
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
     #[must_use]
-    pub fn stats(&self) -> BufferStats {
-        self.shared.buffer.stats()
+    pub fn stats(&self) -> Stats {
+        let buffer = self.shared.buffer.stats();
+        Stats {
+            keys: buffer.keys,
+            versions: buffer.versions,
+            history_versions: buffer.history_versions,
+            history_bytes: buffer.history_bytes,
+            deferred_keys: self.shared.buffer.deferred_len(),
+            open_transactions: self.shared.snapshots.active(),
+            oldest_snapshot: self.shared.snapshots.oldest(),
+        }
     }
 
     /// Reclaims every version no open snapshot can see — including versions
     /// committed between two open snapshots — and forgets keys whose deletion
-    /// no open snapshot predates. Commits reclaim incrementally below the
-    /// oldest open snapshot; call this after a burst of writes, or while a
-    /// long-lived snapshot is open, to return memory at once. It walks every
-    /// key, so its cost is proportional to the buffer's size.
+    /// no open transaction predates. Commits already do this for the keys
+    /// they write and, a step at a time, for keys queued earlier; call this
+    /// to return everything at once (after a burst of writes, or after
+    /// long-lived snapshots close). It walks every key, so its cost follows
+    /// the buffer's size, but it holds one key at a time: a commit waits at
+    /// most for the pruning of one key's chain.
     pub fn collect_garbage(&self) {
-        self.shared.refresh_watermark();
         let pins = self.shared.snapshots.pins(&self.shared.oracle);
         self.shared.buffer.collect_garbage(&pins);
     }
@@ -400,6 +415,7 @@ pub struct KhonsuBuilder {
     group_commit: bool,
     gather: bool,
     max_retries: u32,
+    max_snapshot_age: Option<Duration>,
 }
 
 /// Where a built database persists.
@@ -419,6 +435,7 @@ impl Default for KhonsuBuilder {
             group_commit: true,
             gather: true,
             max_retries: DEFAULT_MAX_RETRIES,
+            max_snapshot_age: None,
         }
     }
 }
@@ -438,6 +455,32 @@ pub struct DurabilityStats {
     /// Whether a write's outcome became unknown, so that the database
     /// refuses commits until it is reopened.
     pub unusable: bool,
+}
+
+/// What [`Khonsu::stats`] reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Keys held in memory (deleted keys count until their tombstone is
+    /// reclaimed).
+    pub keys: usize,
+    /// Versions held, tombstones included: one per key, plus those open
+    /// snapshots still read.
+    pub versions: usize,
+    /// Versions that are not their key's newest: only open snapshots read
+    /// them.
+    pub history_versions: usize,
+    /// Bytes of the batches of those versions (Arrow's
+    /// `get_array_memory_size`; a batch shared by several versions counts
+    /// once per version).
+    pub history_bytes: usize,
+    /// Keys queued for reclamation by later commits.
+    pub deferred_keys: usize,
+    /// Transactions open right now (each holds a snapshot).
+    pub open_transactions: usize,
+    /// The open transaction that started first: its snapshot timestamp and
+    /// age.
+    pub oldest_snapshot: Option<OldestSnapshot>,
 }
 
 impl KhonsuBuilder {
@@ -491,6 +534,29 @@ impl KhonsuBuilder {
         self
     }
 
+    /// The longest a transaction's snapshot pins old versions (default:
+    /// no limit). A transaction older than `age` stops counting for
+    /// reclamation, and its next read, scan or commit fails with
+    /// [`Error::SnapshotTooOld`](crate::Error::SnapshotTooOld) — not a
+    /// conflict, so [`Khonsu::atomically`] does not retry it — instead of
+    /// returning what reclamation may have freed (Oracle's "snapshot too
+    /// old", `PostgreSQL`'s `old_snapshot_threshold`). It bounds the memory a
+    /// forgotten or slow reader can hold; reads of a transaction younger
+    /// than `age` are never affected.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let db = khonsu_txn::Khonsu::builder()
+    ///     .max_snapshot_age(Duration::from_secs(30))
+    ///     .build()
+    ///     .unwrap();
+    /// # drop(db);
+    /// ```
+    pub fn max_snapshot_age(mut self, age: Duration) -> Self {
+        self.max_snapshot_age = Some(age);
+        self
+    }
+
     /// How many times [`Khonsu::atomically`] retries after a conflict
     /// (default [`DEFAULT_MAX_RETRIES`]).
     pub fn max_retries(mut self, retries: u32) -> Self {
@@ -541,9 +607,12 @@ impl KhonsuBuilder {
             self.isolation,
             self.resolution,
             self.max_retries,
+            self.max_snapshot_age,
             start_ts,
         );
         if let Some(state) = recovered {
+            // One version per key: nothing to prune.
+            let keep_all = khonsu_core::Pins::new(0, []);
             for entry in state.entries {
                 // Nothing else can hold an intent yet, so this cannot wait.
                 // Versions are stamped >= 1 so that 0 keeps meaning "none".
@@ -552,7 +621,7 @@ impl KhonsuBuilder {
                     .shared
                     .buffer
                     .lock(&entry.key, 0)
-                    .and_then(|intent| intent.install(ts, Some(entry.batch), 0));
+                    .and_then(|intent| intent.install(ts, Some(entry.batch), &keep_all));
                 installed.context(RecoveredKeySnafu { key: entry.key })?;
             }
         }

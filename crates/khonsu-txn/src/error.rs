@@ -191,6 +191,28 @@ pub enum Error {
         location: Location,
     },
 
+    /// Transaction `txn_id` is older than the database's maximum snapshot
+    /// age ([`KhonsuBuilder::max_snapshot_age`](crate::KhonsuBuilder::max_snapshot_age)):
+    /// its snapshot no longer pins old versions, so it cannot read or
+    /// commit. Not a conflict: start a new transaction (and keep it
+    /// shorter). Nothing of it became visible.
+    #[snafu(display(
+        "transaction {txn_id}: snapshot too old ({age:?}, the maximum is {max_age:?}); start a new transaction"
+    ))]
+    SnapshotTooOld {
+        /// The transaction.
+        txn_id: u64,
+        /// Its snapshot timestamp.
+        snapshot_ts: Timestamp,
+        /// How old it was when refused.
+        age: std::time::Duration,
+        /// The database's maximum snapshot age.
+        max_age: std::time::Duration,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// The application gave up on the transaction (see [`Error::abort`]).
     #[snafu(display("transaction aborted by the application: {reason}"))]
     User {

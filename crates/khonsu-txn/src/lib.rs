@@ -21,12 +21,12 @@ mod options;
 mod transaction;
 
 pub use commit::CommitInfo;
-pub use db::{DEFAULT_MAX_RETRIES, DurabilityStats, Khonsu, KhonsuBuilder};
+pub use db::{DEFAULT_MAX_RETRIES, DurabilityStats, Khonsu, KhonsuBuilder, Stats};
 pub use durable::GroupCommitStats;
 pub use error::{Error, Result};
 pub use khonsu_concurrency::{
     Conflict, ConflictKind, ConflictResolution, ConflictTarget, TransactionIsolation,
 };
-pub use khonsu_core::{BufferStats, Key, Timestamp};
+pub use khonsu_core::{BufferStats, Key, OldestSnapshot, Timestamp};
 pub use options::TransactionOptions;
 pub use transaction::Transaction;

@@ -16,7 +16,7 @@ use snafu::{ResultExt, ensure};
 
 use crate::commit::CommitRequest;
 use crate::db::Shared;
-use crate::error::{ReadOnlySnafu, Result, UnstorableSnafu};
+use crate::error::{ReadOnlySnafu, Result, SnapshotTooOldSnafu, UnstorableSnafu};
 use crate::{CommitInfo, TransactionOptions};
 
 /// Transaction ids a thread takes from the process-wide counter at a time.
@@ -185,12 +185,39 @@ impl Transaction {
         self.read_only
     }
 
-    fn read_ts(&self) -> Timestamp {
+    /// The timestamp the next read reads at: the snapshot, or for
+    /// `ReadCommitted` the newest visible one — announced in the registry
+    /// first, so the transaction pins only what it reads now, not everything
+    /// since it began.
+    fn read_ts(&mut self) -> Timestamp {
         if self.isolation.reads_snapshot() {
-            self.snapshot_ts
-        } else {
-            self.shared.oracle.visible()
+            return self.snapshot_ts;
         }
+        match self.registration.as_mut() {
+            Some(registration) => self
+                .shared
+                .snapshots
+                .advance(registration, &self.shared.oracle),
+            None => self.shared.oracle.visible(),
+        }
+    }
+
+    /// Fails once the transaction is older than the maximum snapshot age:
+    /// called *after* each read of committed data, so a read that raced the
+    /// reclamation of what it read is refused rather than returned.
+    fn check_age(&self) -> Result<()> {
+        if let Some(registration) = &self.registration
+            && let Some(age) = self.shared.snapshots.expired(registration)
+        {
+            return SnapshotTooOldSnafu {
+                txn_id: self.id,
+                snapshot_ts: self.snapshot_ts,
+                age,
+                max_age: self.shared.snapshots.max_age().unwrap_or_default(),
+            }
+            .fail();
+        }
+        Ok(())
     }
 
     /// Reads `key`: this transaction's own write if it made one, otherwise
@@ -198,7 +225,8 @@ impl Transaction {
     /// the key is absent (never written, or deleted).
     ///
     /// # Errors
-    /// None today; the `Result` leaves room for storage-backed reads.
+    /// [`Error::SnapshotTooOld`](crate::Error::SnapshotTooOld) when the
+    /// transaction is older than the database's maximum snapshot age.
     pub fn read(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Arc<RecordBatch>>> {
         let bytes = key.as_ref();
         // Own writes first. A short key is built inline (no allocation) and
@@ -217,7 +245,9 @@ impl Transaction {
             }
             key
         };
-        let version = self.shared.buffer.read_at(&key, self.read_ts());
+        let read_ts = self.read_ts();
+        let version = self.shared.buffer.read_at(&key, read_ts);
+        self.check_age()?;
         if !self.read_only {
             self.tracker_mut().record_read(&key, version.commit_ts);
         }
@@ -320,18 +350,19 @@ impl Transaction {
     /// aborts a read-write transaction.
     ///
     /// # Errors
-    /// None today; the `Result` leaves room for storage-backed reads.
+    /// [`Error::SnapshotTooOld`](crate::Error::SnapshotTooOld) when the
+    /// transaction is older than the database's maximum snapshot age.
     pub fn scan(&mut self, range: impl RangeBounds<Key>) -> Result<Vec<(Key, Arc<RecordBatch>)>> {
         let start = range.start_bound().cloned();
         let end = range.end_bound().cloned();
-        Ok(self.scan_bounds(start, end))
+        self.scan_bounds(start, end)
     }
 
     /// Every live key starting with `prefix`, in key order (see
     /// [`scan`](Self::scan)).
     ///
     /// # Errors
-    /// None today; the `Result` leaves room for storage-backed reads.
+    /// As [`scan`](Self::scan).
     pub fn scan_prefix(
         &mut self,
         prefix: impl AsRef<[u8]>,
@@ -340,18 +371,23 @@ impl Transaction {
         let end = start
             .prefix_successor()
             .map_or(Bound::Unbounded, Bound::Excluded);
-        Ok(self.scan_bounds(Bound::Included(start), end))
+        self.scan_bounds(Bound::Included(start), end)
     }
 
-    fn scan_bounds(&mut self, start: Bound<Key>, end: Bound<Key>) -> Vec<(Key, Arc<RecordBatch>)> {
+    fn scan_bounds(
+        &mut self,
+        start: Bound<Key>,
+        end: Bound<Key>,
+    ) -> Result<Vec<(Key, Arc<RecordBatch>)>> {
         if range_is_empty(start.as_ref(), end.as_ref()) {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         let read_ts = self.read_ts();
         let committed = self
             .shared
             .buffer
             .scan_at(start.as_ref(), end.as_ref(), read_ts);
+        self.check_age()?;
         let merged = match self.tracker.as_deref() {
             Some(tracker) if !tracker.is_read_only() => {
                 merge_own_writes(committed, tracker.writes_in(start.as_ref(), end.as_ref()))
@@ -363,7 +399,7 @@ impl Transaction {
             // read-modify-write; Serializable also validates the whole range.
             self.tracker_mut().record_range(start, end, read_ts);
         }
-        merged
+        Ok(merged)
     }
 
     /// Commits: validates, settles conflicts, makes the commit durable (when
@@ -382,7 +418,9 @@ impl Transaction {
     ///   the write may or may not be durable; nothing is visible, and the
     ///   database refuses commits until reopened;
     /// * [`Error::StorageUnusable`](crate::Error::StorageUnusable): an
-    ///   earlier write's outcome is unknown; reopen the database.
+    ///   earlier write's outcome is unknown; reopen the database;
+    /// * [`Error::SnapshotTooOld`](crate::Error::SnapshotTooOld): the
+    ///   transaction wrote but is older than the maximum snapshot age.
     pub fn commit(mut self) -> Result<CommitInfo> {
         // The footprint is lent to the pipeline and put back afterwards, so
         // the transaction's drop recycles it whatever the outcome.
@@ -393,6 +431,10 @@ impl Transaction {
                 ..CommitInfo::default()
             });
         };
+        if let Err(err) = self.check_age() {
+            self.tracker = Some(footprint);
+            return Err(err);
+        }
         footprint.seal();
         let request = CommitRequest {
             txn_id: self.id,

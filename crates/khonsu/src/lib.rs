@@ -204,8 +204,8 @@ pub use khonsu_txn as txn;
 #[doc(inline)]
 pub use khonsu_txn::{
     BufferStats, CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget,
-    DurabilityStats, Error, GroupCommitStats, Key, Khonsu, KhonsuBuilder, Result, Timestamp,
-    Transaction, TransactionIsolation, TransactionOptions,
+    DurabilityStats, Error, GroupCommitStats, Key, Khonsu, KhonsuBuilder, OldestSnapshot, Result,
+    Stats, Timestamp, Transaction, TransactionIsolation, TransactionOptions,
 };
 
 #[doc(inline)]
