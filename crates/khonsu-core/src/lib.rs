@@ -39,6 +39,7 @@ mod buffer;
 mod error;
 mod key;
 mod snapshots;
+mod sync;
 mod timestamp;
 mod version;
 

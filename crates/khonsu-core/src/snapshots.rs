@@ -31,13 +31,13 @@
 //! each read needs, never everything since it began.
 
 use std::cell::Cell;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use std::time::{Duration, Instant};
 
 use crossbeam_skiplist::SkipMap;
 use crossbeam_utils::CachePadded;
 use sdd::{AtomicShared, Guard, Shared, Tag};
 
+use crate::sync::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
 use crate::timestamp::{Timestamp, TimestampOracle};
 
 /// Slot value meaning "no snapshot registered here".
@@ -189,7 +189,7 @@ pub struct OldestSnapshot {
 /// snapshot timestamp there; when all slots are taken, snapshots spill into
 /// an ordered `SkipMap`. Scans ([`pins`](Self::pins)) read the slots up to
 /// the highest one ever claimed, so their cost follows the number of
-/// threads, not [`SLOTS`]. Committers use recent pins from a cache
+/// threads, not `SLOTS`. Committers use recent pins from a cache
 /// ([`with_recent_pins`](Self::with_recent_pins)) refreshed every few
 /// commits.
 ///
@@ -509,7 +509,7 @@ impl SnapshotRegistry {
     }
 
     /// Runs `f` with recent pins: the cached ones while the clock has moved
-    /// less than [`REFRESH_LAG`] commits past them, else fresh ones (which
+    /// less than `REFRESH_LAG` commits past them, else fresh ones (which
     /// replace the cache). Stale pins are safe (see [`Pins`]); they keep a
     /// few more versions. One committer refreshes at a time; the others use
     /// the cache meanwhile.
@@ -595,6 +595,20 @@ impl SnapshotRegistry {
         let mut count = 0;
         self.for_each(|_| count += 1);
         count
+    }
+}
+
+#[cfg(all(test, loom))]
+impl SnapshotRegistry {
+    /// Stores the slots' initial values (and `high_water`'s) once more,
+    /// `SeqCst`, so that loom's `SeqCst` rule covers them (see
+    /// `buffer/loom_tests.rs`).
+    pub(crate) fn store_initial_values_seq_cst(&self) {
+        for slot in &*self.slots {
+            slot.ts.store(FREE, Ordering::SeqCst);
+            slot.point.store(0, Ordering::SeqCst);
+        }
+        self.high_water.store(0, Ordering::SeqCst);
     }
 }
 

@@ -2,13 +2,13 @@
 //! visibility horizon that makes every commit appear atomically.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::thread::{self, Thread};
 
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 
 use crate::error::{Result, TimestampExhaustedSnafu};
+use crate::sync::{AtomicU64, AtomicUsize, Backoff, Ordering};
 
 /// A logical commit timestamp. `0` means "before any commit".
 pub type Timestamp = u64;

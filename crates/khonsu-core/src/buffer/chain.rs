@@ -58,7 +58,7 @@ impl Version {
 /// A key's entry: its state word and its newest version.
 #[derive(Default)]
 pub(super) struct Head {
-    pub(super) word: std::sync::atomic::AtomicU64,
+    pub(super) word: crate::sync::AtomicU64,
     pub(super) newest: AtomicShared<Version>,
 }
 

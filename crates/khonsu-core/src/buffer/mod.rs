@@ -16,6 +16,10 @@ mod reclaim;
 mod state;
 mod walk;
 
+// `cfg(test)` on its own, so that clippy treats the models as tests.
+#[cfg(test)]
+#[cfg(loom)]
+mod loom_tests;
 #[cfg(test)]
 mod tests;
 

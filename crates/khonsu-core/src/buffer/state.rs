@@ -41,9 +41,8 @@
 //! `QUEUED` is a plain flag (`AcqRel` RMW): losing a race on it only queues
 //! a key twice or revisits it later.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-
 use crate::Timestamp;
+use crate::sync::{AtomicU64, Ordering};
 
 /// A committer holds the key's write intent.
 pub(super) const LOCKED: u64 = 1 << 63;
