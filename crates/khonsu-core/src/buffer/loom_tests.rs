@@ -9,9 +9,9 @@
 //! ```
 //!
 //! `LOOM_MAX_PREEMPTIONS` bounds how often loom preempts a running thread
-//! in one execution (2 when unset; each model is small enough to run
-//! without a bound too), and `--nocapture` prints how many executions each
-//! model explored. What loom does not see, and how the models stand in for
+//! in one execution (2 when unset: the suite takes well under a second in
+//! release; without a bound, about a minute), and `--nocapture` prints how
+//! many executions each model explored. What loom does not see, and how the models stand in for
 //! it:
 //!
 //! * **The overflow map.** `crossbeam-skiplist` is not loom-instrumented,
