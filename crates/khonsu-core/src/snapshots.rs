@@ -117,6 +117,19 @@ impl Pins {
             .fold(self.visible.min(self.floor), Timestamp::min)
     }
 
+    /// Whether an open snapshot reading below `visible` reads the version
+    /// committed at `ts` whose next newer version was committed at
+    /// `newer_ts` (it stays until that snapshot closes; a version kept only
+    /// for snapshots that may register at `visible` or later goes with the
+    /// key's next commit).
+    #[must_use]
+    pub fn held_by_snapshot(&self, ts: Timestamp, newer_ts: Timestamp) -> bool {
+        let below = self
+            .points
+            .partition_point(|p| *p >= newer_ts.min(self.visible));
+        self.points.get(below).is_some_and(|p| *p >= ts)
+    }
+
     /// Whether a version committed at `ts`, whose next newer version of the
     /// same key was committed at `newer_ts` ([`Timestamp::MAX`] for the
     /// newest), can still be read by some snapshot.
@@ -389,7 +402,10 @@ impl SnapshotRegistry {
             slot.started.store(started, Ordering::Relaxed);
             slot.point.store(ts, Ordering::Relaxed);
             slot.ts.store(ts | flag, Ordering::SeqCst);
-            if index >= self.high_water.load(Ordering::Relaxed) {
+            // `SeqCst` (a plain load on x86): a raise by another thread that
+            // this load sees must also be ordered before our clock load,
+            // against a scan's `SeqCst` load of `high_water`.
+            if index >= self.high_water.load(Ordering::SeqCst) {
                 // Before the caller's next clock load (SeqCst RMW): a scan
                 // that misses this raise also missed the slot store above,
                 // and the handshake covers that case.

@@ -187,9 +187,11 @@ pub(crate) fn commit(shared: &Shared, request: &CommitRequest<'_>) -> Result<Com
     // Every snapshot from now on sees all of this commit.
     ticket.publish();
     // Bounded background work: revisit a queued key or two.
-    shared.snapshots.with_recent_pins(&shared.oracle, |pins| {
-        shared.buffer.collect_deferred(pins, DEFERRED_GC_PER_COMMIT);
-    });
+    if shared.buffer.has_deferred() {
+        shared.snapshots.with_recent_pins(&shared.oracle, |pins| {
+            shared.buffer.collect_deferred(pins, DEFERRED_GC_PER_COMMIT);
+        });
+    }
     Ok(info)
 }
 

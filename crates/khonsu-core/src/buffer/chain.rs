@@ -82,14 +82,22 @@ pub(super) struct Pruned {
     /// absent everywhere, and its head can go once no open transaction
     /// predates the delete.
     pub(super) tombstone_only: bool,
+    /// Whether a version below the newest is kept for an open snapshot's
+    /// read point older than the pins' `visible` (rather than only for
+    /// snapshots that may register at `visible` or later, which the key's
+    /// next commit or the next sweep handles).
+    pub(super) pinned: bool,
 }
 
 impl Pruned {
     /// Whether a later pass may find more to reclaim: versions kept for
-    /// snapshots that will close, a tombstone whose head can go, or a chain
-    /// this pass did not finish.
+    /// open snapshots that will close, a tombstone whose head can go, or a
+    /// chain this pass did not finish. (A key that only keeps the version
+    /// visible at the pins' clock besides its newest — every key just
+    /// written keeps one — is left to its next commit or to a sweep, so
+    /// that the queue holds only keys open snapshots pin.)
     pub(super) fn revisit(self) -> bool {
-        !self.complete || self.left > 1 || self.tombstone_only
+        !self.complete || self.pinned || self.tombstone_only
     }
 }
 
@@ -199,6 +207,7 @@ impl Head {
                 left: 0,
                 complete: true,
                 tombstone_only: false,
+                pinned: false,
             };
         };
         // The last kept version (the run being dropped hangs from it), the
@@ -210,6 +219,7 @@ impl Head {
         // `kept_above` are being dropped.
         let mut previous: &Version = newest;
         let mut dropping = false;
+        let mut pinned = false;
         let mut walked = 0_usize;
         let mut cursor = newest.older.load(Ordering::Acquire, &guard).as_ref();
         while let Some(version) = cursor {
@@ -222,6 +232,7 @@ impl Head {
                     left: kept + 1,
                     complete: false,
                     tombstone_only: false,
+                    pinned,
                 };
             }
             walked += 1;
@@ -231,6 +242,9 @@ impl Head {
                     unlink_run(&kept_above.older, to.as_ref(), tally);
                     dropping = false;
                 }
+                // Kept for an open snapshot below `visible`, not only for
+                // snapshots yet to register.
+                pinned |= pins.held_by_snapshot(version.ts, previous.ts);
                 kept_above = version;
                 kept += 1;
                 if version.value.is_some() {
@@ -261,6 +275,7 @@ impl Head {
             left: kept,
             complete: true,
             tombstone_only: kept == 1 && newest.value.is_none(),
+            pinned: pinned && kept > 1,
         }
     }
 }

@@ -261,6 +261,13 @@ impl TxnBuffer {
         (keys, versions)
     }
 
+    /// Whether any key is queued for deferred reclamation (cheap: committers
+    /// ask before they fetch pins for [`collect_deferred`](Self::collect_deferred)).
+    #[must_use]
+    pub fn has_deferred(&self) -> bool {
+        !self.deferred.is_empty()
+    }
+
     /// Keys queued for deferred reclamation.
     #[must_use]
     pub fn deferred_len(&self) -> usize {

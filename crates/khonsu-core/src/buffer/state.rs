@@ -16,19 +16,24 @@
 //!
 //! # Memory-ordering contract
 //!
-//! The protocol relies on these store→load pairs, each a store-buffering
-//! shape that only the single `SeqCst` order rules out; every `SeqCst`
-//! access of the state word belongs to one of them:
+//! The protocol relies on these three orderings. Pairs 1 and 2 are message
+//! passing (a release store or RMW read by an acquire load or RMW); pair 3
+//! is a store-buffering shape, which only the single `SeqCst` order (or
+//! `SeqCst` fences) rules out. The state word's accesses are `SeqCst` so
+//! that they also take part in that order; loom checks all three
+//! (`buffer/loom_tests.rs`), and shows pair 1 holds through the oracle's
+//! counter whatever the word's own orderings:
 //!
 //! 1. **The intent before the timestamp.** A committer takes the intent
 //!    (`SeqCst` CAS, [`take`]) and then allocates its commit timestamp
 //!    (`SeqCst` RMW on the oracle's counter). A `Serializable` validator
 //!    allocates its own timestamp and then loads the state word of each
 //!    key it read (`SeqCst`, [`load`]). If the validator's timestamp is the
-//!    later one, its allocation follows the committer's in the counter's
-//!    modification order, hence in the `SeqCst` order, and so does its load:
-//!    it sees `LOCKED`, or the word the committer released (its newest
-//!    timestamp, newer than the validator's snapshot). Either way it aborts.
+//!    later one, its allocation read the committer's (the counter's RMWs
+//!    are release/acquire), so the committer's CAS happens before the
+//!    validator's load: it sees `LOCKED`, or the word the committer
+//!    released (its newest timestamp, newer than the validator's
+//!    snapshot). Either way it aborts.
 //! 2. **The release before the publish.** The committer stores the word
 //!    (clearing `LOCKED`, setting the new timestamp, `SeqCst` RMW,
 //!    [`release`]) before it publishes its timestamp. Later lockers read
