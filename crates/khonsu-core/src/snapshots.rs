@@ -59,6 +59,11 @@ const READS_LATEST: u64 = 1 << 62;
 /// keep; a refresh costs a scan of the slots in use.
 const REFRESH_LAG: Timestamp = 4;
 
+/// How far the clock may move past the cached pins while another committer
+/// refreshes them before a committer scans for itself (a refresher preempted
+/// mid-scan would otherwise let every version since then pile up).
+const STALE_LIMIT: Timestamp = 16 * REFRESH_LAG;
+
 /// The points in time open snapshots read at: what reclamation must keep.
 ///
 /// A version must be kept if it is newer than [`visible`](Self::visible),
@@ -539,9 +544,12 @@ impl SnapshotRegistry {
             return f(pins);
         }
         if self.refreshing.swap(true, Ordering::Acquire) {
+            // Another committer is refreshing. Its pins come soon, unless it
+            // was preempted: far behind the clock, scan for ourselves
+            // rather than keep every version since the cached `visible`.
             return match cached {
-                Some(pins) => f(pins),
-                None => f(&self.pins(oracle)),
+                Some(pins) if visible.saturating_sub(pins.visible) < STALE_LIMIT => f(pins),
+                _ => f(&self.pins(oracle)),
             };
         }
         let mut fresh = self.pins(oracle);
