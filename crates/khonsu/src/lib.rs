@@ -152,15 +152,34 @@
 //! ## Memory
 //!
 //! The whole data set lives in memory, one multi-version chain per key.
-//! Each commit reclaims the versions of the keys it wrote that no open
-//! snapshot can see any more, and revisits one key queued earlier; freed
-//! versions go back through epoch-based reclamation once no reader can hold
-//! them. So memory stays bounded under endless overwrites. A snapshot that
-//! stays open keeps every version written since it began (the commit path
-//! reclaims only below the oldest snapshot);
-//! [`Khonsu::collect_garbage`] then frees every version between open
-//! snapshots, and [`Khonsu::stats`] counts keys and versions. Storage holds
-//! one copy of each live key's newest value.
+//! Of each chain only the versions some open snapshot can read are kept:
+//! the newest, and for each open snapshot the one it reads — however long
+//! a snapshot stays open, it costs one version per key it can see, not the
+//! history written since it began. Each commit prunes the keys it wrote and
+//! revisits a key or two queued earlier, so keys nobody writes again shrink
+//! once their readers close; [`Khonsu::collect_garbage`] is a full sweep.
+//! [`Khonsu::stats`] is cheap (counters) and names the oldest snapshot;
+//! [`KhonsuBuilder::max_snapshot_age`] bounds what a forgotten reader holds:
+//!
+//! ```
+//! use std::time::Duration;
+//! # use std::sync::Arc;
+//! # use khonsu::arrow::array::{Int64Array, RecordBatch};
+//! let db = khonsu::Khonsu::builder().max_snapshot_age(Duration::from_secs(60)).build()?;
+//! # let v = |n: i64| RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![n])) as _)]).unwrap();
+//! db.atomically(|t| t.write("k", v(0)))?;
+//! let mut report = db.start_transaction(); // a long reader
+//! assert!(report.read("k")?.is_some());
+//! for n in 1..1_000 {
+//!     db.atomically(|t| t.write("k", v(n)))?;
+//! }
+//! let stats = db.stats();
+//! assert!(stats.versions <= 6, "the reader's version and a few recent ones: {stats:?}");
+//! assert_eq!(stats.oldest_snapshot.map(|o| o.ts), Some(report.snapshot_ts()));
+//! # Ok::<(), khonsu::Error>(())
+//! ```
+//!
+//! Storage holds one copy of each live key's newest value.
 //!
 //! ## Isolation levels
 //!
