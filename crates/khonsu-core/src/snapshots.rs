@@ -129,9 +129,13 @@ impl Pins {
     /// key's next commit).
     #[must_use]
     pub fn held_by_snapshot(&self, ts: Timestamp, newer_ts: Timestamp) -> bool {
-        let below = self
-            .points
-            .partition_point(|p| *p >= newer_ts.min(self.visible));
+        self.point_in(ts, newer_ts.min(self.visible))
+    }
+
+    /// Whether some point lies in `[ts, end)` (points are newest first: the
+    /// first one below `end` is the only candidate).
+    fn point_in(&self, ts: Timestamp, end: Timestamp) -> bool {
+        let below = self.points.partition_point(|p| *p >= end);
         self.points.get(below).is_some_and(|p| *p >= ts)
     }
 
@@ -141,13 +145,7 @@ impl Pins {
     #[must_use]
     #[inline]
     pub fn keeps(&self, ts: Timestamp, newer_ts: Timestamp) -> bool {
-        if ts > self.visible || newer_ts == Timestamp::MAX {
-            return true;
-        }
-        // Newest first: the first point below `newer_ts` is the newest one
-        // this version could be read at.
-        let below = self.points.partition_point(|p| *p >= newer_ts);
-        self.points.get(below).is_some_and(|p| *p >= ts)
+        ts > self.visible || newer_ts == Timestamp::MAX || self.point_in(ts, newer_ts)
     }
 }
 

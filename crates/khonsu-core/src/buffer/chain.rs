@@ -73,9 +73,6 @@ impl std::fmt::Debug for Head {
 /// What one pruning pass over a key left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Pruned {
-    /// Versions left that the pass walked over (all of them when
-    /// `complete`).
-    pub(super) left: usize,
     /// Whether the pass reached the end of the chain.
     pub(super) complete: bool,
     /// Whether the only version left is a tombstone: the key reads as
@@ -204,17 +201,15 @@ impl Head {
         let guard = Guard::new();
         let Some(newest) = self.newest.load(Ordering::Acquire, &guard).as_ref() else {
             return Pruned {
-                left: 0,
                 complete: true,
                 tombstone_only: false,
                 pinned: false,
             };
         };
-        // The last kept version (the run being dropped hangs from it), the
-        // last kept one holding a value, and how many were kept up to it.
+        // The last kept version (the run being dropped hangs from it) and
+        // the last kept one holding a value.
         let mut kept_above: &Version = newest;
         let mut lowest_value = newest.value.is_some().then_some(newest);
-        let (mut kept, mut kept_to_value) = (1_usize, 1_usize);
         // The version just walked, and whether it and those after
         // `kept_above` are being dropped.
         let mut previous: &Version = newest;
@@ -229,7 +224,6 @@ impl Head {
                     unlink_run(&kept_above.older, to.as_ref(), tally);
                 }
                 return Pruned {
-                    left: kept + 1,
                     complete: false,
                     tombstone_only: false,
                     pinned,
@@ -246,10 +240,8 @@ impl Head {
                 // snapshots yet to register.
                 pinned |= pins.held_by_snapshot(version.ts, previous.ts);
                 kept_above = version;
-                kept += 1;
                 if version.value.is_some() {
                     lowest_value = Some(version);
-                    kept_to_value = kept;
                 }
             } else {
                 dropping = true;
@@ -265,17 +257,12 @@ impl Head {
         let last_needed = lowest_value.unwrap_or(newest);
         if !std::ptr::eq(last_needed, kept_above) {
             unlink_run(&last_needed.older, None, tally);
-            kept = if lowest_value.is_some() {
-                kept_to_value
-            } else {
-                1
-            };
         }
+        // Left: the newest down to `last_needed`.
         Pruned {
-            left: kept,
             complete: true,
-            tombstone_only: kept == 1 && newest.value.is_none(),
-            pinned: pinned && kept > 1,
+            tombstone_only: lowest_value.is_none(),
+            pinned: pinned && !std::ptr::eq(last_needed, newest),
         }
     }
 }
