@@ -17,6 +17,8 @@
 //!   duration, per-thread CPU clocks, invariant checks.
 //! * [`report`]: medians, ratios to Khonsu `Serializable`, the table and
 //!   the JSON.
+//! * [`hot_log`]: appends to one hot log key, `Transaction::append`
+//!   against the read-modify-write log (a section of `compare`).
 //! * [`durable`]: the durable-storage benchmark (`src/bin/durable.rs`):
 //!   Khonsu on redb and fjall against raw redb, fjall, canopydb and an
 //!   `fdatasync` loop, and recovery time, RSS and bytes on disk.
@@ -46,6 +48,7 @@ pub mod cpu;
 pub mod durable;
 pub mod engines;
 mod error;
+pub mod hot_log;
 pub mod report;
 pub mod rng;
 pub mod runner;

@@ -184,7 +184,7 @@ pub fn seed_values<K: Into<Key> + Clone>(db: &Khonsu, entries: &[(K, i64)]) -> C
 ///
 /// # Panics
 /// If the read fails or the value is not a single `Int64`.
-pub fn read(t: &mut Transaction, k: impl AsRef<[u8]>) -> Option<i64> {
+pub fn read(t: &mut Transaction, k: impl Into<Key>) -> Option<i64> {
     ok(t.read(k), "read").map(|b| value(&b))
 }
 
@@ -192,7 +192,7 @@ pub fn read(t: &mut Transaction, k: impl AsRef<[u8]>) -> Option<i64> {
 ///
 /// # Panics
 /// If the read fails.
-pub fn read_rows(t: &mut Transaction, k: impl AsRef<[u8]>) -> Option<Vec<i64>> {
+pub fn read_rows(t: &mut Transaction, k: impl Into<Key>) -> Option<Vec<i64>> {
     ok(t.read(k), "read").map(|b| values(&b))
 }
 
@@ -222,7 +222,7 @@ pub fn pairs(rows: &[(Key, Arc<RecordBatch>)]) -> Vec<(Key, i64)> {
 ///
 /// # Panics
 /// If the scan fails.
-pub fn scan(t: &mut Transaction, range: impl std::ops::RangeBounds<Key>) -> Vec<(Key, i64)> {
+pub fn scan(t: &mut Transaction, range: impl khonsu::KeyRange) -> Vec<(Key, i64)> {
     pairs(&ok(t.scan(range), "scan"))
 }
 
@@ -251,7 +251,7 @@ pub fn commit(t: Transaction) -> CommitInfo {
 /// # Panics
 /// If the read fails.
 #[must_use]
-pub fn committed(db: &Khonsu, k: impl AsRef<[u8]>) -> Option<i64> {
+pub fn committed(db: &Khonsu, k: impl Into<Key>) -> Option<i64> {
     let mut t = db.start_transaction();
     let v = read(&mut t, k);
     t.rollback();
@@ -263,7 +263,7 @@ pub fn committed(db: &Khonsu, k: impl AsRef<[u8]>) -> Option<i64> {
 /// # Panics
 /// If the read fails.
 #[must_use]
-pub fn committed_rows(db: &Khonsu, k: impl AsRef<[u8]>) -> Option<Vec<i64>> {
+pub fn committed_rows(db: &Khonsu, k: impl Into<Key>) -> Option<Vec<i64>> {
     let mut t = db.start_transaction();
     let v = read_rows(&mut t, k);
     t.rollback();
@@ -452,13 +452,13 @@ impl Rng {
 }
 
 /// Whether `err` is (or is caused by) an `Append` merge failure such as a schema mismatch:
-/// `khonsu::concurrency::Error::Append` anywhere in its source chain.
+/// `khonsu::engine::concurrency::Error::Append` anywhere in its source chain.
 #[must_use]
 pub fn is_append_error(err: &Error) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        if let Some(khonsu::concurrency::Error::Append { .. }) =
-            e.downcast_ref::<khonsu::concurrency::Error>()
+        if let Some(khonsu::engine::concurrency::Error::Append { .. }) =
+            e.downcast_ref::<khonsu::engine::concurrency::Error>()
         {
             return true;
         }
@@ -471,8 +471,9 @@ pub fn is_append_error(err: &Error) -> bool {
 ///
 /// # Panics
 /// If the read fails or the key is absent.
-pub fn read_some(t: &mut Transaction, k: impl AsRef<[u8]>) -> i64 {
-    let shown = format!("{:?}", k.as_ref());
+pub fn read_some(t: &mut Transaction, k: impl Into<Key>) -> i64 {
+    let k = k.into();
+    let shown = k.to_string();
     match read(t, k) {
         Some(v) => v,
         None => panic!("key {shown} is absent"),

@@ -38,6 +38,8 @@ OPTIONS:
     --cell-ms MS         duration of one engine's run in a round, in ms
     --keys N             keys loaded in every engine (default 100000)
     --seed N             seed of the key generators (default 42)
+    --log-preload LIST   rows in the hot log at the start of its cells
+                         (default 0,10000); `none` skips the hot-log section
     -h, --help           this text
 
 ENGINES:   khonsu-rc khonsu-rr khonsu-ser skipdb-optimistic skipdb-serializable
@@ -57,6 +59,7 @@ struct Options {
     cell: Duration,
     keys: u64,
     seed: u64,
+    log_preloads: Vec<usize>,
     help: bool,
 }
 
@@ -72,6 +75,7 @@ impl Options {
             cell: Duration::ZERO,
             keys: DEFAULT_KEYS,
             seed: 42,
+            log_preloads: vec![0, 10_000],
             help: false,
         };
         let mut rounds = None;
@@ -105,6 +109,14 @@ impl Options {
                 "--cell-ms" => cell_ms = Some(parse_one(&value()?, "--cell-ms")?),
                 "--keys" => options.keys = parse_one(&value()?, "--keys")?,
                 "--seed" => options.seed = parse_one(&value()?, "--seed")?,
+                "--log-preload" => {
+                    let text = value()?;
+                    options.log_preloads = if text == "none" {
+                        Vec::new()
+                    } else {
+                        parse_list(&text, "--log-preload", parse_number)?
+                    };
+                }
                 other => {
                     return Err(Error::usage(format!(
                         "unknown argument `{other}`\n\n{USAGE}"
@@ -349,6 +361,14 @@ fn run(options: &Options) -> Result<(), Error> {
     report::add_ratios(&mut rows, reference);
     print!("{}", report::table(&rows, reference));
     println!();
+    if !options.log_preloads.is_empty() {
+        khonsu_benches::hot_log::run_and_print(
+            &options.threads,
+            &options.log_preloads,
+            options.rounds,
+            options.cell,
+        )?;
+    }
     let process_cpu = cpu::process_cpu_time()
         .zip(cpu_at_start)
         .map(|(end, start)| end.saturating_sub(start));

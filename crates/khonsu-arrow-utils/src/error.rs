@@ -78,6 +78,95 @@ pub enum Error {
         location: Location,
     },
 
+    /// A column named by a typed accessor ([`crate::value`], [`crate::find_rows`],
+    /// [`crate::RowBuilder::set`]) is not in the batch.
+    #[snafu(display(
+        "Failed to {operation}: column `{column}` not found; the schema has columns [{}]",
+        columns.join(", ")
+    ))]
+    ColumnNotFound {
+        /// The accessor (`read a value`, `find rows`, `build a row`).
+        operation: &'static str,
+        /// The requested column.
+        column: String,
+        /// The names of the columns the schema does have.
+        columns: Vec<String>,
+        /// Where in this crate the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// [`crate::value`] was asked for a row the batch does not have.
+    #[snafu(display(
+        "Failed to read a value: row {row} of column `{column}` is out of bounds for a batch of {num_rows} rows"
+    ))]
+    RowOutOfBounds {
+        /// The column.
+        column: String,
+        /// The requested row.
+        row: usize,
+        /// Rows in the batch.
+        num_rows: usize,
+        /// Where in this crate the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A column's Arrow type does not hold the Rust type (or scalar) asked for.
+    #[snafu(display("Failed to {operation}: column `{column}` has type {actual}, not {expected}"))]
+    TypeMismatch {
+        /// The accessor (`read a value`, `find rows`, `build a row`).
+        operation: &'static str,
+        /// The column.
+        column: String,
+        /// What was asked for (a Rust type or a scalar's Arrow type).
+        expected: String,
+        /// The column's type.
+        actual: DataType,
+        /// Where in this crate the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// [`crate::value`] found a null where a non-optional type was asked for (ask for an
+    /// `Option<T>` to read nulls as `None`), or a row builder was given a null for a
+    /// non-nullable column.
+    #[snafu(display(
+        "Failed to {operation}: column `{column}` is null at row {row} and not optional"
+    ))]
+    NullValue {
+        /// The accessor.
+        operation: &'static str,
+        /// The column.
+        column: String,
+        /// The row.
+        row: usize,
+        /// Where in this crate the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A [`crate::RowBuilder`] was built without a value for a non-nullable column.
+    #[snafu(display("Failed to build a row: non-nullable column `{column}` has no value"))]
+    MissingValue {
+        /// The column.
+        column: String,
+        /// Where in this crate the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// Arrow refused the one-row batch (a duplicate column name, for example).
+    #[snafu(display("Failed to build a row: {error}"))]
+    BuildRow {
+        /// Arrow's error.
+        #[snafu(source)]
+        error: ArrowError,
+        /// Where in this crate the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// The key column named in [`crate::upsert_by_key`] is not in the schema.
     #[snafu(display(
         "Failed to upsert by key: key column `{column}` not found; the schema has columns [{}]",
@@ -250,6 +339,12 @@ impl Error {
             | Self::EmptyConcat { location }
             | Self::MaskLength { location, .. }
             | Self::IndexOutOfBounds { location, .. }
+            | Self::ColumnNotFound { location, .. }
+            | Self::RowOutOfBounds { location, .. }
+            | Self::TypeMismatch { location, .. }
+            | Self::NullValue { location, .. }
+            | Self::MissingValue { location, .. }
+            | Self::BuildRow { location, .. }
             | Self::KeyColumnNotFound { location, .. }
             | Self::UnsupportedKeyType { location, .. }
             | Self::NullKey { location, .. }

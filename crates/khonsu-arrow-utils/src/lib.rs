@@ -16,6 +16,9 @@
 //! | [`upsert_by_key`] | replaces rows with equal key, appends new keys |
 //! | [`batches_equal`] | logical equality of schema, values and nulls |
 //! | [`byte_size`] | memory held by a batch's buffers |
+//! | [`value`], [`value_str`] | one scalar by column name and row, its type checked (`value::<i64>(&b, "qty", 0)`) |
+//! | [`find_rows`], [`find_row`] | rows whose column equals a value (`find_row(&b, "sym", "ACME")`) |
+//! | [`one_row`], [`RowBuilder`] | a one-row batch from typed values ([`Scalar`]), inferred or of a given schema |
 //! | [`sample`] | columns of every Arrow data type, for tests of code that stores or transforms batches |
 //!
 //! # Guarantees
@@ -83,6 +86,7 @@
 //!
 //! [`RecordBatch`]: arrow_array::RecordBatch
 
+mod access;
 mod combine;
 mod error;
 mod guard;
@@ -92,6 +96,7 @@ pub mod sample;
 mod schema;
 mod upsert;
 
+pub use access::{ArrowValue, RowBuilder, Scalar, find_row, find_rows, one_row, value, value_str};
 pub use combine::{append, concat};
 pub use error::{Error, Result};
 pub use inspect::{batches_equal, byte_size};

@@ -53,18 +53,18 @@ pub enum ConflictTarget {
 impl fmt::Display for ConflictTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Key(k) => write!(f, "key {k:?}"),
+            Self::Key(k) => write!(f, "key {}", k.short()),
             Self::Range { start, end } => {
                 f.write_str("range ")?;
                 match start {
-                    Bound::Included(k) => write!(f, "[{k:?}")?,
-                    Bound::Excluded(k) => write!(f, "({k:?}")?,
+                    Bound::Included(k) => write!(f, "[{}", k.short())?,
+                    Bound::Excluded(k) => write!(f, "({}", k.short())?,
                     Bound::Unbounded => f.write_str("(-inf")?,
                 }
                 f.write_str(", ")?;
                 match end {
-                    Bound::Included(k) => write!(f, "{k:?}]"),
-                    Bound::Excluded(k) => write!(f, "{k:?})"),
+                    Bound::Included(k) => write!(f, "{}]", k.short()),
+                    Bound::Excluded(k) => write!(f, "{})", k.short()),
                     Bound::Unbounded => f.write_str("+inf)"),
                 }
             }
@@ -109,7 +109,7 @@ impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} on {}", self.kind, self.target)?;
         if let Some(ts) = self.other_commit_ts {
-            write!(f, " (other transaction committed at {ts})")?;
+            write!(f, " (the other transaction committed at {ts})")?;
         }
         Ok(())
     }
@@ -121,7 +121,7 @@ impl fmt::Display for Conflict {
 #[non_exhaustive]
 pub enum Error {
     /// The transaction lost a race; retrying it may succeed.
-    #[snafu(display("transaction conflict: {conflict}"))]
+    #[snafu(display("{conflict}"))]
     Conflict {
         /// What the conflict is (boxed: it names keys or a range, and
         /// `Result`s on the commit path stay small).
@@ -133,7 +133,7 @@ pub enum Error {
 
     /// `ConflictResolution::Append` could not append this transaction's rows
     /// to the concurrently committed batch (for example, different schemas).
-    #[snafu(display("cannot append the rows written to {key:?} onto its concurrent version"))]
+    #[snafu(display("cannot append rows to key {}: {source}", key.short()))]
     Append {
         /// The key being appended to.
         key: Key,

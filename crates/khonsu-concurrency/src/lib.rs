@@ -21,6 +21,6 @@ mod write_set;
 
 pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result};
 pub use options::{ConflictResolution, ParseOptionError, TransactionIsolation};
-pub use resolve::{Resolved, WriteOutcome, WritePolicy, resolve_write};
-pub use tracker::{DependencyTracker, RangeRead, StagedWrite, range_is_empty};
+pub use resolve::{ReadBase, Resolved, WriteOutcome, WritePolicy, resolve_write};
+pub use tracker::{DependencyTracker, RangeRead, SealedWrite, StagedWrite, range_is_empty};
 pub use validate::validate_serializable;

@@ -45,6 +45,16 @@ pub struct WritePolicy {
 }
 
 impl WritePolicy {
+    /// The policy of one write: its own resolution when it has one
+    /// (`Transaction::write_with`), the transaction's otherwise.
+    #[must_use]
+    pub fn for_write(self, resolution: Option<ConflictResolution>) -> Self {
+        Self {
+            resolution: resolution.unwrap_or(self.resolution),
+            ..self
+        }
+    }
+
     /// Whether a concurrent committed write to this key aborts the
     /// transaction no matter what, in which case there is no point waiting
     /// for another committer's intent on it.
@@ -52,9 +62,17 @@ impl WritePolicy {
     pub fn conflict_is_fatal(&self, read_base: Option<Timestamp>, write: &StagedWrite) -> bool {
         let read_modify_write =
             read_base.is_some() && self.isolation != TransactionIsolation::ReadCommitted;
-        read_modify_write
-            || self.resolution == ConflictResolution::Fail
-            || (self.resolution == ConflictResolution::Append && *write == StagedWrite::Delete)
+        match write {
+            // An append lands on whatever is there; only a read of the key
+            // (at a snapshot level) makes a concurrent write fatal.
+            StagedWrite::Append(_) => read_modify_write,
+            StagedWrite::Put(_) | StagedWrite::Delete => {
+                read_modify_write
+                    || self.resolution == ConflictResolution::Fail
+                    || (self.resolution == ConflictResolution::Append
+                        && *write == StagedWrite::Delete)
+            }
+        }
     }
 
     /// The timestamp a write of a key conflicts above: the version the
@@ -85,17 +103,51 @@ impl WritePolicy {
     }
 }
 
+/// What the transaction knew of a key it wrote: the version it read before
+/// writing (`None` for a blind write) and, when kept, the value of that
+/// version.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ReadBase<'a> {
+    /// The newest observation of the key before its first write: the
+    /// version a point read saw, or the timestamp a covering scan read at.
+    pub ts: Option<Timestamp>,
+    /// The value the read saw: `Some(None)` when the key was absent,
+    /// `Some(Some(batch))` when it was kept, `None` when it is not known.
+    pub value: Option<Option<&'a Arc<RecordBatch>>>,
+}
+
+/// The rows `ours` adds after `base`, when `ours` starts with exactly the
+/// rows of `base` (same schema, equal values and nulls).
+fn added_rows(ours: &RecordBatch, base: &RecordBatch) -> Option<RecordBatch> {
+    let (n, total) = (base.num_rows(), ours.num_rows());
+    if n > total {
+        return None;
+    }
+    khonsu_arrow_utils::batches_equal(&ours.slice(0, n), base).then(|| ours.slice(n, total - n))
+}
+
 /// Settles one staged write against the key's newest committed version.
 ///
-/// `read_base` is the version the transaction read before writing the key
-/// (a read-modify-write) or `None` (a blind write); `latest_ts` is the
+/// `read` says what the transaction read of the key before writing it (a
+/// read-modify-write) — nothing for a blind write; `latest_ts` is the
 /// newest commit timestamp of the key, read while holding its write intent;
-/// `latest` fetches that version's value (only `Append` needs it).
+/// `latest` fetches that version's value (appends need it).
 ///
 /// A write conflicts when a version newer than its base exists — the
 /// version read, or the snapshot for a blind write. A conflicting
 /// read-modify-write at `RepeatableRead`/`Serializable` always aborts; every
-/// other conflicting write follows the resolution.
+/// other conflicting write follows the resolution of `policy` (already the
+/// write's own, see [`WritePolicy::for_write`]):
+///
+/// * `Append` of a blind write appends all its rows to the concurrent
+///   version; of a `ReadCommitted` read-modify-write, only the rows it
+///   added after the batch it read (when it does not extend what it read,
+///   or what it read is unknown, it fails: appending all of it would
+///   duplicate rows).
+///
+/// A staged append ([`StagedWrite::Append`]) is not a conflict at all: its
+/// rows go after whatever the key holds, conflicting or not (unless the
+/// key was also read at a snapshot level and changed since).
 ///
 /// # Errors
 /// A [`Conflict`](crate::Error::Conflict) of kind
@@ -105,21 +157,48 @@ pub fn resolve_write(
     policy: &WritePolicy,
     key: &Key,
     write: &StagedWrite,
-    read_base: Option<Timestamp>,
+    read: ReadBase<'_>,
     latest_ts: Timestamp,
     latest: impl FnOnce() -> VersionedValue,
 ) -> Result<WriteOutcome> {
+    let read_base = read.ts;
     // At ReadCommitted a read-modify-write conflicts with anything newer
     // than the version it read; everything else with anything newer than
     // the snapshot.
-    if latest_ts <= policy.conflict_base(read_base) {
+    let conflicting = latest_ts > policy.conflict_base(read_base);
+    let conflict = || Conflict::on_key(ConflictKind::WriteWrite, key.clone(), Some(latest_ts));
+    let fatal_read = read_base.is_some() && policy.isolation != TransactionIsolation::ReadCommitted;
+    let append_onto =
+        |rows: &Arc<RecordBatch>, latest: VersionedValue| -> Result<Arc<RecordBatch>> {
+            Ok(match latest.value {
+                Some(theirs) => Arc::new(
+                    khonsu_arrow_utils::append(&theirs, rows)
+                        .context(AppendSnafu { key: key.clone() })?,
+                ),
+                None => Arc::clone(rows),
+            })
+        };
+    if let StagedWrite::Append(rows) = write {
+        if conflicting && fatal_read {
+            return Err(conflict().into());
+        }
+        let resolved = if latest_ts > policy.snapshot {
+            Resolved::Appended
+        } else {
+            Resolved::Clean
+        };
         return Ok(WriteOutcome {
-            resolved: Resolved::Clean,
-            install: Some(write.value()),
+            resolved,
+            install: Some(Some(append_onto(rows, latest())?)),
         });
     }
-    let conflict = || Conflict::on_key(ConflictKind::WriteWrite, key.clone(), Some(latest_ts));
-    if read_base.is_some() && policy.isolation != TransactionIsolation::ReadCommitted {
+    if !conflicting {
+        return Ok(WriteOutcome {
+            resolved: Resolved::Clean,
+            install: write.value(),
+        });
+    }
+    if fatal_read {
         return Err(conflict().into());
     }
     match (policy.resolution, write) {
@@ -128,24 +207,200 @@ pub fn resolve_write(
         }
         (ConflictResolution::Replace, _) => Ok(WriteOutcome {
             resolved: Resolved::Replaced,
-            install: Some(write.value()),
+            install: write.value(),
         }),
         (ConflictResolution::Ignore, _) => Ok(WriteOutcome {
             resolved: Resolved::Ignored,
             install: None,
         }),
-        (ConflictResolution::Append, StagedWrite::Put(ours)) => {
-            let value = match latest().value {
-                Some(theirs) => Arc::new(
-                    khonsu_arrow_utils::append(&theirs, ours)
-                        .context(AppendSnafu { key: key.clone() })?,
-                ),
-                None => Arc::clone(ours),
+        // (A staged append was settled above; it would land here as a put
+        // of its rows.)
+        (ConflictResolution::Append, StagedWrite::Put(ours) | StagedWrite::Append(ours)) => {
+            // Only what this transaction added goes onto the concurrent
+            // version: all of a blind write, the new rows of a
+            // read-modify-write that extended what it read.
+            let delta = match (read_base, read.value) {
+                (None, _) | (Some(_), Some(None)) => Arc::clone(ours),
+                (Some(_), Some(Some(base))) => {
+                    Arc::new(added_rows(ours, base).ok_or_else(conflict)?)
+                }
+                (Some(_), None) => return Err(conflict().into()),
             };
             Ok(WriteOutcome {
                 resolved: Resolved::Appended,
-                install: Some(Some(value)),
+                install: Some(Some(append_onto(&delta, latest())?)),
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int64Array;
+
+    fn rows(v: &[i64]) -> Arc<RecordBatch> {
+        Arc::new(
+            RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(v.to_vec())) as _)])
+                .unwrap(),
+        )
+    }
+
+    fn values(b: &RecordBatch) -> Vec<i64> {
+        b.column(0)
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .unwrap()
+            .values()
+            .to_vec()
+    }
+
+    fn policy(isolation: TransactionIsolation, resolution: ConflictResolution) -> WritePolicy {
+        WritePolicy {
+            isolation,
+            resolution,
+            snapshot: 10,
+        }
+    }
+
+    fn installed(outcome: &WriteOutcome) -> Vec<i64> {
+        values(outcome.install.clone().unwrap().unwrap().as_ref())
+    }
+
+    fn theirs(v: &[i64]) -> impl FnOnce() -> VersionedValue {
+        let batch = rows(v);
+        move || VersionedValue {
+            commit_ts: 12,
+            value: Some(batch),
+        }
+    }
+
+    #[test]
+    fn append_resolution_appends_only_the_rows_a_read_committed_rmw_added() {
+        // Read [1] at version 5, wrote [1, 2]; [1, 3] committed at 12.
+        let p = policy(
+            TransactionIsolation::ReadCommitted,
+            ConflictResolution::Append,
+        );
+        let base = rows(&[1]);
+        let read = ReadBase {
+            ts: Some(5),
+            value: Some(Some(&base)),
+        };
+        let key = Key::from("log");
+        let out = resolve_write(
+            &p,
+            &key,
+            &StagedWrite::Put(rows(&[1, 2])),
+            read,
+            12,
+            theirs(&[1, 3]),
+        )
+        .unwrap();
+        assert_eq!(out.resolved, Resolved::Appended);
+        assert_eq!(installed(&out), vec![1, 3, 2]);
+        // A rewrite that does not extend what it read cannot merge.
+        let err = resolve_write(
+            &p,
+            &key,
+            &StagedWrite::Put(rows(&[9])),
+            read,
+            12,
+            theirs(&[1, 3]),
+        )
+        .unwrap_err();
+        assert!(err.is_conflict());
+        // Nor can one whose read value is unknown.
+        let unknown = ReadBase {
+            ts: Some(5),
+            value: None,
+        };
+        let err = resolve_write(
+            &p,
+            &key,
+            &StagedWrite::Put(rows(&[1, 2])),
+            unknown,
+            12,
+            theirs(&[1, 3]),
+        )
+        .unwrap_err();
+        assert!(err.is_conflict());
+    }
+
+    #[test]
+    fn staged_appends_never_conflict_unless_read_at_a_snapshot() {
+        let key = Key::from("log");
+        for isolation in TransactionIsolation::ALL {
+            for resolution in ConflictResolution::ALL {
+                let p = policy(isolation, resolution);
+                let out = resolve_write(
+                    &p,
+                    &key,
+                    &StagedWrite::Append(rows(&[7])),
+                    ReadBase::default(),
+                    12,
+                    theirs(&[1, 3]),
+                )
+                .unwrap();
+                assert_eq!(installed(&out), vec![1, 3, 7], "{isolation} {resolution}");
+                assert!(!p.conflict_is_fatal(None, &StagedWrite::Append(rows(&[7]))));
+            }
+        }
+        // Read first at a snapshot level: the read is stale, so it aborts.
+        let p = policy(
+            TransactionIsolation::RepeatableRead,
+            ConflictResolution::Append,
+        );
+        let read = ReadBase {
+            ts: Some(10),
+            value: None,
+        };
+        assert!(
+            resolve_write(
+                &p,
+                &key,
+                &StagedWrite::Append(rows(&[7])),
+                read,
+                12,
+                theirs(&[1])
+            )
+            .unwrap_err()
+            .is_conflict()
+        );
+        // An append onto an absent key creates it; a schema mismatch is an
+        // `Append` error, not a conflict.
+        let out = resolve_write(
+            &p,
+            &key,
+            &StagedWrite::Append(rows(&[7])),
+            ReadBase::default(),
+            0,
+            VersionedValue::default,
+        )
+        .unwrap();
+        assert_eq!(installed(&out), vec![7]);
+        let other = Arc::new(
+            RecordBatch::try_from_iter([("w", Arc::new(Int64Array::from(vec![1])) as _)]).unwrap(),
+        );
+        let err = resolve_write(
+            &p,
+            &key,
+            &StagedWrite::Append(other),
+            ReadBase::default(),
+            12,
+            theirs(&[1]),
+        )
+        .unwrap_err();
+        assert!(!err.is_conflict());
+    }
+
+    #[test]
+    fn a_write_policy_follows_its_own_resolution() {
+        let p = policy(TransactionIsolation::Serializable, ConflictResolution::Fail);
+        assert_eq!(
+            p.for_write(Some(ConflictResolution::Ignore)).resolution,
+            ConflictResolution::Ignore
+        );
+        assert_eq!(p.for_write(None).resolution, ConflictResolution::Fail);
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use khonsu_core::{Key, Timestamp};
 
+use crate::ConflictResolution;
 use crate::write_set::WriteSet;
 
 /// A write staged by a transaction, not yet committed.
@@ -15,17 +16,50 @@ pub enum StagedWrite {
     Put(Arc<RecordBatch>),
     /// The key is deleted.
     Delete,
+    /// These rows are appended, at commit, to whatever the key holds then
+    /// (the key is created with them when absent). Not a read of the key:
+    /// concurrent appends to one key all land, in commit order.
+    Append(Arc<RecordBatch>),
 }
 
 impl StagedWrite {
-    /// The value a read of the key returns inside the transaction.
+    /// The value a read of the key returns inside the transaction, when
+    /// the write alone decides it: `Some(value)` for a put or a delete,
+    /// `None` for an append (whose value is the committed one plus the
+    /// staged rows).
     #[must_use]
-    pub fn value(&self) -> Option<Arc<RecordBatch>> {
+    pub fn value(&self) -> Option<Option<Arc<RecordBatch>>> {
         match self {
-            Self::Put(b) => Some(Arc::clone(b)),
-            Self::Delete => None,
+            Self::Put(b) => Some(Some(Arc::clone(b))),
+            Self::Delete => Some(None),
+            Self::Append(_) => None,
         }
     }
+
+    /// The rows an append adds, if this is one.
+    #[must_use]
+    pub fn appended_rows(&self) -> Option<&Arc<RecordBatch>> {
+        match self {
+            Self::Append(rows) => Some(rows),
+            Self::Put(_) | Self::Delete => None,
+        }
+    }
+}
+
+/// One staged write as commit sees it (after
+/// [`DependencyTracker::seal`]).
+#[derive(Clone, Copy, Debug)]
+pub struct SealedWrite<'a> {
+    /// The key.
+    pub key: &'a Key,
+    /// What is staged for it.
+    pub write: &'a StagedWrite,
+    /// The newest observation of the key made before it was first written
+    /// (see [`DependencyTracker::read_base`]).
+    pub read_base: Option<Timestamp>,
+    /// The resolution chosen for this write, when it has its own
+    /// (`Transaction::write_with`); `None` follows the transaction's.
+    pub resolution: Option<ConflictResolution>,
 }
 
 /// A range read by `scan` or `scan_prefix`.
@@ -78,6 +112,9 @@ const RETAINED_READS: usize = 256;
 /// Range reads whose array [`DependencyTracker::reset`] keeps for reuse.
 const RETAINED_RANGES: usize = 16;
 
+/// Observed values whose array [`DependencyTracker::reset`] keeps for reuse.
+const RETAINED_OBSERVED: usize = 64;
+
 /// A staged write with what commit needs to know about it.
 #[derive(Debug)]
 struct Staged {
@@ -87,6 +124,8 @@ struct Staged {
     /// Computed by `seal`: the newest observation of the key made before it
     /// was first written, if any (a read-modify-write).
     base: Option<Timestamp>,
+    /// This write's own conflict resolution, if it has one.
+    resolution: Option<ConflictResolution>,
 }
 
 /// The footprint of one transaction: its point reads (with the version each
@@ -131,6 +170,10 @@ pub struct DependencyTracker {
     first_read: Option<(Key, Timestamp)>,
     point_reads: Vec<(Key, Timestamp)>,
     range_reads: Vec<RangeRead>,
+    /// Values seen by point reads, kept only when asked
+    /// ([`record_observed`](Self::record_observed)): what an `Append`
+    /// read-modify-write at `ReadCommitted` extended.
+    observed: Vec<(Key, Timestamp, Arc<RecordBatch>)>,
     writes: WriteSet<Staged>,
     next_seq: u64,
     sealed: bool,
@@ -167,13 +210,16 @@ impl DependencyTracker {
         // The write set needs no check: its array form never holds more
         // than 32 writes, and `clear` turns a larger set back into it.
         let reusable = self.point_reads.capacity() <= RETAINED_READS
-            && self.range_reads.capacity() <= RETAINED_RANGES;
+            && self.range_reads.capacity() <= RETAINED_RANGES
+            && self.observed.capacity() <= RETAINED_OBSERVED;
         if reusable {
             self.point_reads.clear();
             self.range_reads.clear();
+            self.observed.clear();
         } else {
             self.point_reads = Vec::new();
             self.range_reads = Vec::new();
+            self.observed = Vec::new();
         }
         self.writes.clear();
         self.next_seq = 0;
@@ -199,6 +245,30 @@ impl DependencyTracker {
         self.sealed = false;
     }
 
+    /// Keeps the value a point read of `key` saw (the version committed at
+    /// `observed_ts`), beside [`record_read`](Self::record_read): at
+    /// `ReadCommitted`, an `Append`-resolved write that extends it appends
+    /// only the rows it added ([`observed_value`](Self::observed_value)).
+    pub fn record_observed(&mut self, key: &Key, observed_ts: Timestamp, value: Arc<RecordBatch>) {
+        self.observed.push((key.clone(), observed_ts, value));
+    }
+
+    /// The value the transaction saw of `key` at version `ts` (its read
+    /// base): `Some(None)` when the key was absent (`ts == 0`),
+    /// `Some(Some(batch))` when [`record_observed`](Self::record_observed)
+    /// kept that version, `None` when it is not known.
+    #[must_use]
+    pub fn observed_value(&self, key: &Key, ts: Timestamp) -> Option<Option<&Arc<RecordBatch>>> {
+        if ts == 0 {
+            return Some(None);
+        }
+        self.observed
+            .iter()
+            .rev()
+            .find(|(k, observed_ts, _)| *observed_ts == ts && k == key)
+            .map(|(_, _, batch)| Some(batch))
+    }
+
     /// Records a range read at `read_ts`.
     pub fn record_range(&mut self, start: Bound<Key>, end: Bound<Key>, read_ts: Timestamp) {
         let seq = self.seq();
@@ -210,20 +280,89 @@ impl DependencyTracker {
         });
     }
 
-    /// Stages a write (replacing an earlier staged write of the same key).
+    /// Stages a write (replacing an earlier staged write of the same key,
+    /// and its resolution) under the transaction's conflict resolution.
     pub fn record_write(&mut self, key: Key, write: StagedWrite) {
+        self.record_write_with(key, write, None);
+    }
+
+    /// Stages a write with its own conflict resolution (`None`: the
+    /// transaction's), replacing an earlier staged write of the same key.
+    pub fn record_write_with(
+        &mut self,
+        key: Key,
+        write: StagedWrite,
+        resolution: Option<ConflictResolution>,
+    ) {
         let seq = self.seq();
         match self.writes.get_mut(&key) {
-            Some(staged) => staged.write = write,
+            Some(staged) => {
+                staged.write = write;
+                staged.resolution = resolution;
+            }
             None => self.writes.insert_new(
                 key,
                 Staged {
                     write,
                     first_seq: seq,
                     base: None,
+                    resolution,
                 },
             ),
         }
+    }
+
+    /// Stages `rows` to be appended to `key` at commit, after what this
+    /// transaction already staged for it: rows appended to a staged put
+    /// extend the put, rows appended after a staged delete replace the
+    /// key, and successive appends accumulate.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_concurrency::{DependencyTracker, StagedWrite};
+    /// use khonsu_core::Key;
+    ///
+    /// let rows = |v: Vec<i64>| Arc::new(RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(v)) as _)]).unwrap());
+    /// let mut tracker = DependencyTracker::new();
+    /// tracker.record_append(Key::from("log"), &rows(vec![1]))?;
+    /// tracker.record_append(Key::from("log"), &rows(vec![2, 3]))?;
+    /// let staged = tracker.staged(b"log").unwrap();
+    /// assert_eq!(staged.appended_rows().unwrap().num_rows(), 3);
+    /// # Ok::<(), khonsu_arrow_utils::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// The rows do not fit what is staged (another schema); nothing changes.
+    pub fn record_append(
+        &mut self,
+        key: Key,
+        rows: &Arc<RecordBatch>,
+    ) -> Result<(), khonsu_arrow_utils::Error> {
+        let merged = match self.writes.get(&key).map(|s| &s.write) {
+            None => StagedWrite::Append(Arc::clone(rows)),
+            Some(StagedWrite::Delete) => StagedWrite::Put(Arc::clone(rows)),
+            Some(StagedWrite::Put(base)) => {
+                StagedWrite::Put(Arc::new(khonsu_arrow_utils::append(base, rows)?))
+            }
+            Some(StagedWrite::Append(base)) => {
+                StagedWrite::Append(Arc::new(khonsu_arrow_utils::append(base, rows)?))
+            }
+        };
+        let seq = self.seq();
+        match self.writes.get_mut(&key) {
+            Some(staged) => staged.write = merged,
+            None => self.writes.insert_new(
+                key,
+                Staged {
+                    write: merged,
+                    first_seq: seq,
+                    base: None,
+                    resolution: None,
+                },
+            ),
+        }
+        Ok(())
     }
 
     /// The staged write of `key`, if any (read-your-own-writes).
@@ -340,9 +479,14 @@ impl DependencyTracker {
     /// Staged writes in key order, each with its read base (see
     /// [`read_base`](Self::read_base)), without a lookup per key. Call
     /// [`seal`](Self::seal) first.
-    pub fn sealed_writes(&self) -> impl Iterator<Item = (&Key, &StagedWrite, Option<Timestamp>)> {
+    pub fn sealed_writes(&self) -> impl Iterator<Item = SealedWrite<'_>> {
         debug_assert!(self.sealed, "seal() before sealed_writes()");
-        self.writes.iter().map(|(k, s)| (k, &s.write, s.base))
+        self.writes.iter().map(|(key, s)| SealedWrite {
+            key,
+            write: &s.write,
+            read_base: s.base,
+            resolution: s.resolution,
+        })
     }
 
     /// For a written key that the transaction read before first writing it

@@ -232,9 +232,80 @@ impl fmt::Debug for Key {
     }
 }
 
+/// The key's bytes as text, when they are printable UTF-8 (no control characters).
+fn as_text(bytes: &[u8]) -> Option<&str> {
+    std::str::from_utf8(bytes)
+        .ok()
+        .filter(|s| s.chars().all(|c| !c.is_control()))
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    f.write_str("0x")?;
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+/// The key as text where printable (`acct/1`), as hex otherwise
+/// (`0x000000000000002a` for `Key::from(42_u64)`). See [`Key::short`] for
+/// messages.
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        let bytes = self.as_bytes();
+        match as_text(bytes) {
+            Some(text) => f.write_str(text),
+            None => write_hex(f, bytes),
+        }
+    }
+}
+
+/// Characters of a text key [`ShortKey`] shows.
+const SHORT_TEXT_CHARS: usize = 48;
+/// Bytes of a binary key [`ShortKey`] shows (in hex).
+const SHORT_HEX_BYTES: usize = 24;
+
+/// A key displayed for a message: as [`Key`]'s `Display`, cut after 48
+/// characters of text or 24 bytes of hex, with how many bytes were left out
+/// (`aaaa…(+452 bytes)`).
+#[derive(Clone, Copy, Debug)]
+pub struct ShortKey<'a>(&'a Key);
+
+impl fmt::Display for ShortKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let bytes = self.0.as_bytes();
+        let shown = if let Some(text) = as_text(bytes) {
+            let cut = text
+                .char_indices()
+                .nth(SHORT_TEXT_CHARS)
+                .map_or(text.len(), |(i, _)| i);
+            f.write_str(text.get(..cut).unwrap_or(text))?;
+            cut
+        } else {
+            let cut = bytes.len().min(SHORT_HEX_BYTES);
+            write_hex(f, bytes.get(..cut).unwrap_or(bytes))?;
+            cut
+        };
+        if shown < bytes.len() {
+            write!(f, "…(+{} bytes)", bytes.len() - shown)?;
+        }
+        Ok(())
+    }
+}
+
+impl Key {
+    /// The key shortened for error messages and logs (see [`ShortKey`]).
+    ///
+    /// ```
+    /// use khonsu_core::Key;
+    ///
+    /// assert_eq!(Key::from("acct/1").short().to_string(), "acct/1");
+    /// let long = Key::from("x".repeat(100));
+    /// assert_eq!(long.short().to_string(), format!("{}…(+52 bytes)", "x".repeat(48)));
+    /// ```
+    #[must_use]
+    pub fn short(&self) -> ShortKey<'_> {
+        ShortKey(self)
     }
 }
 
@@ -291,6 +362,18 @@ impl From<u64> for Key {
             head: n,
             repr: Repr::Inline { len: 8, bytes },
         }
+    }
+}
+
+impl<const N: usize> From<[u8; N]> for Key {
+    fn from(bytes: [u8; N]) -> Self {
+        Self::copy_from_slice(&bytes)
+    }
+}
+
+impl From<&Vec<u8>> for Key {
+    fn from(bytes: &Vec<u8>) -> Self {
+        Self::copy_from_slice(bytes)
     }
 }
 
@@ -371,6 +454,25 @@ mod tests {
         assert!(empty.is_empty());
         assert!(empty < Key::from(&[0_u8][..]));
         assert_eq!(empty.prefix_successor(), None);
+    }
+
+    #[test]
+    fn display_shows_text_or_hex_and_short_cuts_long_keys() {
+        assert_eq!(Key::from("a/b").to_string(), "a/b");
+        assert_eq!(Key::from(42_u64).to_string(), "0x000000000000002a");
+        assert_eq!(Key::from("tab\there").to_string(), "0x7461620968657265");
+        assert_eq!(Key::from("").to_string(), "");
+        let binary = Key::from(vec![0xAB_u8; 30]);
+        assert_eq!(
+            binary.short().to_string(),
+            format!("0x{}…(+6 bytes)", "ab".repeat(24))
+        );
+        let multibyte = Key::from("é".repeat(50));
+        assert_eq!(
+            multibyte.short().to_string(),
+            format!("{}…(+4 bytes)", "é".repeat(48))
+        );
+        assert_eq!(Key::from("short").short().to_string(), "short");
     }
 
     #[test]

@@ -38,6 +38,8 @@
 mod buffer;
 mod error;
 mod key;
+mod key_builder;
+mod key_range;
 mod snapshots;
 mod sync;
 mod timestamp;
@@ -45,7 +47,9 @@ mod version;
 
 pub use buffer::{BufferStats, IntentState, KeyIntent, TxnBuffer};
 pub use error::{Error, Result};
-pub use key::{INLINE_KEY_LEN, Key};
+pub use key::{INLINE_KEY_LEN, Key, ShortKey};
+pub use key_builder::KeyBuilder;
+pub use key_range::KeyRange;
 pub use snapshots::{OldestSnapshot, Pins, RegisteredSnapshot, SnapshotRegistry};
 pub use timestamp::{CommitTicket, MAX_TIMESTAMP, Timestamp, TimestampOracle};
 pub use version::VersionedValue;

@@ -28,8 +28,8 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 
 use khonsu_concurrency::{
-    Conflict, ConflictKind, DependencyTracker, Resolved, StagedWrite, TransactionIsolation,
-    WritePolicy, resolve_write, validate_serializable,
+    Conflict, ConflictKind, DependencyTracker, ReadBase, Resolved, StagedWrite,
+    TransactionIsolation, WritePolicy, resolve_write, validate_serializable,
 };
 use khonsu_core::{CommitTicket, Key, KeyIntent, Timestamp};
 use khonsu_storage::{CommitRecord, StorageMutation};
@@ -99,8 +99,11 @@ enum Install {
 struct Slot<'a> {
     intent: KeyIntent<'a>,
     write: &'a StagedWrite,
-    /// The version the transaction read before writing (a read-modify-write).
-    read_base: Option<Timestamp>,
+    /// The transaction's policy with this write's own resolution.
+    policy: WritePolicy,
+    /// What the transaction read of the key before writing it (a
+    /// read-modify-write), and the value it saw when kept.
+    read: ReadBase<'a>,
     install: Install,
 }
 
@@ -227,8 +230,10 @@ fn take_intents<'a>(
 ) -> Result<SmallVec<[Slot<'a>; INLINE_INTENTS]>> {
     let txn_id = request.txn_id;
     let mut slots = SmallVec::with_capacity(request.footprint.write_count());
-    for (key, write, read_base) in request.footprint.sealed_writes() {
-        let fatal = request.policy.conflict_is_fatal(read_base, write);
+    for sealed in request.footprint.sealed_writes() {
+        let (key, write, read_base) = (sealed.key, sealed.write, sealed.read_base);
+        let policy = request.policy.for_write(sealed.resolution);
+        let fatal = policy.conflict_is_fatal(read_base, write);
         let budget = if fatal { 0 } else { INTENT_WAIT_BUDGET };
         let Ok(intent) = shared.buffer.lock(key, budget) else {
             // Fatal: the holder commits a newer version, which would abort us
@@ -243,10 +248,7 @@ fn take_intents<'a>(
         };
         // Already doomed: abort before taking a timestamp, so that the
         // abort does not wait for earlier commits to publish.
-        if request
-            .policy
-            .is_doomed(read_base, write, intent.latest_ts())
-        {
+        if policy.is_doomed(read_base, write, intent.latest_ts()) {
             let conflict = Conflict::on_key(
                 ConflictKind::WriteWrite,
                 key.clone(),
@@ -254,10 +256,15 @@ fn take_intents<'a>(
             );
             return Err(AbortedSnafu { txn_id }.into_error(conflict.into()));
         }
+        let read = ReadBase {
+            ts: read_base,
+            value: read_base.and_then(|ts| request.footprint.observed_value(key, ts)),
+        };
         slots.push(Slot {
             intent,
             write,
-            read_base,
+            policy,
+            read,
             install: Install::Skip,
         });
     }
@@ -283,10 +290,10 @@ fn settle(
     for slot in slots {
         let key = slot.intent.key();
         let outcome = resolve_write(
-            &request.policy,
+            &slot.policy,
             key,
             slot.write,
-            slot.read_base,
+            slot.read,
             slot.intent.latest_ts(),
             || slot.intent.latest(),
         )
@@ -308,7 +315,7 @@ fn settle(
                     StorageMutation::put_at(key.clone(), Arc::clone(batch), commit_ts)
                         .with_context(|_| UnstorableSnafu {
                             txn_id,
-                            key: key.to_string(),
+                            key: key.short().to_string(),
                         })?,
                 ),
                 Install::Tombstone => mutations.push(StorageMutation::delete(key.clone())),

@@ -2,17 +2,22 @@
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::{Duration, Instant};
 
 use khonsu_concurrency::{ConflictResolution, TransactionIsolation};
-use khonsu_core::{OldestSnapshot, SnapshotRegistry, Timestamp, TimestampOracle, TxnBuffer};
+use khonsu_core::{
+    OldestSnapshot, RegisteredSnapshot, SnapshotRegistry, Timestamp, TimestampOracle, TxnBuffer,
+};
 use khonsu_storage::{RedbStorage, Storage, StorageStats};
 use snafu::ResultExt;
 
 use crate::durable::{Durability, GroupCommitStats};
-use crate::error::{OpenSnafu, RecoveredKeySnafu, RecoverySnafu, Result, StorageInUseSnafu};
-use crate::{Transaction, TransactionOptions};
+use crate::error::{
+    NotRetainedSnafu, OpenSnafu, RecoveredKeySnafu, RecoverySnafu, Result, StorageInUseSnafu,
+};
+use crate::metrics::{Counters, Metrics};
+use crate::{CommitInfo, Transaction, TransactionOptions};
 
 /// Default number of retries of [`Khonsu::atomically`] after the first try.
 pub const DEFAULT_MAX_RETRIES: u32 = 64;
@@ -27,6 +32,83 @@ pub(crate) struct Shared {
     pub(crate) isolation: TransactionIsolation,
     pub(crate) resolution: ConflictResolution,
     pub(crate) max_retries: u32,
+    /// The longest `atomically` keeps retrying, by default.
+    pub(crate) retry_budget: Option<Duration>,
+    /// Commits, aborts, retries, latency.
+    pub(crate) counters: Counters,
+    /// Live snapshot pins, for `start_transaction_at`.
+    pub(crate) pins: Mutex<Vec<Weak<PinInner>>>,
+}
+
+/// A retained snapshot, shared by a [`SnapshotPin`] and the transactions
+/// started at it; released when the last of them drops.
+pub(crate) struct PinInner {
+    shared: Arc<Shared>,
+    pub(crate) ts: Timestamp,
+    pub(crate) registration: Option<RegisteredSnapshot>,
+}
+
+impl Drop for PinInner {
+    fn drop(&mut self) {
+        if let Some(registration) = self.registration.take() {
+            self.shared.snapshots.release(registration);
+        }
+    }
+}
+
+/// Keeps the state at one timestamp readable: while it lives, reclamation
+/// keeps every version visible at [`ts`](Self::ts), and
+/// [`Khonsu::start_transaction_at`] (or [`start_transaction`](Self::start_transaction))
+/// starts read-only transactions there, from any thread, at any time.
+///
+/// A pin is a snapshot like an open transaction's: it holds old versions
+/// in memory (see [`Khonsu::stats`]), counts among the open transactions,
+/// and expires after the database's maximum snapshot age (its transactions
+/// then fail with [`Error::SnapshotTooOld`](crate::Error::SnapshotTooOld)).
+/// Drop it when done.
+///
+/// ```
+/// use std::sync::Arc;
+/// use arrow_array::{Int64Array, RecordBatch};
+/// use khonsu_txn::Khonsu;
+///
+/// let db = Khonsu::builder().build()?;
+/// let v = |n: i64| RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![n])) as _)]).unwrap();
+/// db.atomically(|t| t.write("price", v(100)))?;
+/// let pin = db.pin_snapshot();
+/// db.atomically(|t| t.write("price", v(101)))?;
+/// // Later, anywhere: the state as of the pin.
+/// let mut then = db.start_transaction_at(pin.ts())?;
+/// assert_eq!(then.read("price")?.unwrap().num_rows(), 1);
+/// assert_eq!(then.snapshot_ts(), pin.ts());
+/// drop(pin); // `then` still holds the snapshot until it drops
+/// # Ok::<(), khonsu_txn::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct SnapshotPin {
+    inner: Arc<PinInner>,
+}
+
+impl fmt::Debug for SnapshotPin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotPin")
+            .field("ts", &self.inner.ts)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SnapshotPin {
+    /// The pinned timestamp.
+    #[must_use]
+    pub fn ts(&self) -> Timestamp {
+        self.inner.ts
+    }
+
+    /// A read-only transaction at the pinned timestamp.
+    #[must_use]
+    pub fn start_transaction(&self) -> Transaction {
+        Transaction::begin_pinned(Arc::clone(&self.inner.shared), Arc::clone(&self.inner))
+    }
 }
 
 /// A Khonsu database: a shared, in-memory, multi-version store of Arrow
@@ -129,6 +211,7 @@ impl Khonsu {
         isolation: TransactionIsolation,
         resolution: ConflictResolution,
         max_retries: u32,
+        retry_budget: Option<Duration>,
         max_snapshot_age: Option<Duration>,
         start_ts: Timestamp,
     ) -> Self {
@@ -141,6 +224,9 @@ impl Khonsu {
                 isolation,
                 resolution,
                 max_retries,
+                retry_budget,
+                counters: Counters::new(),
+                pins: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -159,15 +245,75 @@ impl Khonsu {
         Transaction::begin(Arc::clone(&self.shared), options)
     }
 
+    /// Pins the newest visible state, so that transactions can read at its
+    /// timestamp later ([`start_transaction_at`](Self::start_transaction_at)).
+    #[must_use]
+    pub fn pin_snapshot(&self) -> SnapshotPin {
+        let shared = &self.shared;
+        let (registration, ts) = shared.snapshots.register(&shared.oracle, false);
+        let inner = Arc::new(PinInner {
+            shared: Arc::clone(shared),
+            ts,
+            registration: Some(registration),
+        });
+        let mut pins = shared.pins.lock().unwrap_or_else(PoisonError::into_inner);
+        pins.retain(|pin| pin.strong_count() > 0);
+        pins.push(Arc::downgrade(&inner));
+        SnapshotPin { inner }
+    }
+
+    /// A read-only transaction at the past timestamp `ts`: it sees exactly
+    /// the commits at or below `ts` (its [`snapshot_ts`](Transaction::snapshot_ts)
+    /// is `ts`), like a transaction that started then.
+    ///
+    /// Reclamation keeps only what open snapshots can see, so a past state
+    /// is readable only while something retains it: `ts` must be the
+    /// timestamp of a live [`SnapshotPin`] ([`pin_snapshot`](Self::pin_snapshot)),
+    /// or the newest visible timestamp (nothing committed since). The
+    /// transaction holds the pin's snapshot until it drops, even if the
+    /// pin is dropped first. An open transaction's snapshot does not count:
+    /// it is released whenever that transaction ends.
+    ///
+    /// # Errors
+    /// [`Error::NotRetained`](crate::Error::NotRetained) for any other `ts`
+    /// (older and unpinned, or in the future).
+    pub fn start_transaction_at(&self, ts: Timestamp) -> Result<Transaction> {
+        let pinned = {
+            let mut pins = self
+                .shared
+                .pins
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            pins.retain(|pin| pin.strong_count() > 0);
+            pins.iter()
+                .filter_map(Weak::upgrade)
+                .find(|pin| pin.ts == ts)
+        };
+        if let Some(pin) = pinned {
+            return Ok(Transaction::begin_pinned(Arc::clone(&self.shared), pin));
+        }
+        let txn = self.start_transaction_with(TransactionOptions::new().read_only(true));
+        if txn.snapshot_ts() == ts {
+            return Ok(txn);
+        }
+        let visible = txn.snapshot_ts();
+        drop(txn);
+        NotRetainedSnafu { ts, visible }.fail()
+    }
+
     /// Runs `body` in a transaction and commits it, retrying from scratch
     /// when the commit (or the body) fails with a conflict.
     ///
-    /// Retries are bounded ([`KhonsuBuilder::max_retries`], default
-    /// [`DEFAULT_MAX_RETRIES`]) with exponential backoff and jitter; after
-    /// the last one the last conflict is returned. Any other error (including
-    /// [`Error::abort`](crate::Error::abort) from the body) rolls back and
-    /// returns at once. The body may run several times: keep side effects
-    /// out of it.
+    /// Retries are bounded by a count ([`KhonsuBuilder::max_retries`],
+    /// default [`DEFAULT_MAX_RETRIES`]) and optionally by time
+    /// ([`KhonsuBuilder::retry_budget`]; both per call with
+    /// [`TransactionOptions::max_retries`] and
+    /// [`TransactionOptions::retry_budget`]), with exponential backoff and
+    /// jitter; when either runs out the last conflict is returned. Any other
+    /// error (including [`Error::abort`](crate::Error::abort) from the
+    /// body, or a batch helper's error through `?`) rolls back and returns
+    /// at once. The body may run several times: keep side effects out of
+    /// it.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -198,24 +344,113 @@ impl Khonsu {
     pub fn atomically_with<T>(
         &self,
         options: TransactionOptions,
-        mut body: impl FnMut(&mut Transaction) -> Result<T>,
+        body: impl FnMut(&mut Transaction) -> Result<T>,
     ) -> Result<T> {
+        self.run_atomically(options, body).map(|(value, _)| value)
+    }
+
+    /// [`atomically`](Self::atomically), returning the commit's
+    /// [`CommitInfo`] beside the body's value: its timestamp, and which
+    /// writes `Ignore` dropped, `Append` merged or `Replace` overwrote.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::Khonsu;
+    ///
+    /// let db = Khonsu::builder().build()?;
+    /// let v = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![1])) as _)]).unwrap();
+    /// let ((), info) = db.atomically_with_info(|t| t.write("k", v.clone()))?;
+    /// assert!(info.commit_ts > 0 && info.ignored.is_empty());
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As for [`atomically`](Self::atomically).
+    pub fn atomically_with_info<T>(
+        &self,
+        body: impl FnMut(&mut Transaction) -> Result<T>,
+    ) -> Result<(T, CommitInfo)> {
+        self.run_atomically(TransactionOptions::new(), body)
+    }
+
+    /// [`atomically_with_info`](Self::atomically_with_info) with
+    /// per-transaction options.
+    ///
+    /// # Errors
+    /// As for [`atomically`](Self::atomically).
+    pub fn atomically_with_options_info<T>(
+        &self,
+        options: TransactionOptions,
+        body: impl FnMut(&mut Transaction) -> Result<T>,
+    ) -> Result<(T, CommitInfo)> {
+        self.run_atomically(options, body)
+    }
+
+    fn run_atomically<T>(
+        &self,
+        options: TransactionOptions,
+        mut body: impl FnMut(&mut Transaction) -> Result<T>,
+    ) -> Result<(T, CommitInfo)> {
+        let max_retries = options.get_max_retries().unwrap_or(self.shared.max_retries);
+        let budget = options.get_retry_budget().or(self.shared.retry_budget);
+        let started = budget.map(|_| Instant::now());
+        let counters = &self.shared.counters;
         let mut attempt = 0_u32;
         loop {
             let mut txn = self.start_transaction_with(options);
             let seed = txn.id();
             let outcome = match body(&mut txn) {
-                Ok(value) => txn.commit().map(|_| value),
-                Err(err) => Err(err),
+                Ok(value) => txn.commit().map(|info| (value, info)),
+                Err(err) => {
+                    counters.aborted(&err);
+                    Err(err)
+                }
             };
             match outcome {
-                Err(err) if err.is_conflict() && attempt < self.shared.max_retries => {
+                Err(err) if err.is_conflict() => {
+                    let in_time = match (budget, started) {
+                        (Some(budget), Some(started)) => started.elapsed() < budget,
+                        _ => true,
+                    };
+                    if attempt >= max_retries || !in_time {
+                        counters.exhausted();
+                        return Err(err);
+                    }
+                    counters.retried();
                     backoff(attempt, seed);
                     attempt += 1;
                 }
                 other => return other,
             }
         }
+    }
+
+    /// What the database has done since it was built: commits, aborts by
+    /// kind, `atomically` retries, a commit latency histogram, and the
+    /// transactions open now. Cheap (a sum over 16 striped counter sets):
+    /// call it as often as a metrics scrape does.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::Khonsu;
+    ///
+    /// let db = Khonsu::builder().build()?;
+    /// let v = RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![1])) as _)]).unwrap();
+    /// db.atomically(|t| t.write("k", v.clone()))?;
+    /// let m = db.metrics();
+    /// assert_eq!(m.commits, 1);
+    /// assert_eq!(m.aborts.total(), 0);
+    /// println!("{m}"); // commits 1 (read-only 0), aborts 0 (conflicts 0), retries 0, commit p50 <= ...
+    /// println!("p99 commit: {:?}", m.commit_latency.quantile(0.99));
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
+    #[must_use]
+    pub fn metrics(&self) -> Metrics {
+        self.shared
+            .counters
+            .snapshot(self.shared.snapshots.active())
     }
 
     /// What the database holds in memory and who pins it: keys, versions,
@@ -415,6 +650,7 @@ pub struct KhonsuBuilder {
     group_commit: bool,
     gather: bool,
     max_retries: u32,
+    retry_budget: Option<Duration>,
     max_snapshot_age: Option<Duration>,
 }
 
@@ -435,6 +671,7 @@ impl Default for KhonsuBuilder {
             group_commit: true,
             gather: true,
             max_retries: DEFAULT_MAX_RETRIES,
+            retry_budget: None,
             max_snapshot_age: None,
         }
     }
@@ -564,6 +801,16 @@ impl KhonsuBuilder {
         self
     }
 
+    /// The longest [`Khonsu::atomically`] keeps retrying after conflicts
+    /// (default: no time limit, only [`max_retries`](Self::max_retries)):
+    /// once `budget` has passed since the first attempt, the next conflict
+    /// is returned instead of retried. An attempt already running is never
+    /// interrupted.
+    pub fn retry_budget(mut self, budget: Duration) -> Self {
+        self.retry_budget = Some(budget);
+        self
+    }
+
     /// Builds the database, first loading every committed key from the
     /// storage (if any) and restarting the clock after its newest commit:
     /// the first commit gets a timestamp above every recovered one.
@@ -607,6 +854,7 @@ impl KhonsuBuilder {
             self.isolation,
             self.resolution,
             self.max_retries,
+            self.retry_budget,
             self.max_snapshot_age,
             start_ts,
         );

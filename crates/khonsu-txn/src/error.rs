@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use khonsu_concurrency::Conflict;
 use khonsu_core::Timestamp;
-use snafu::{Location, Snafu};
+use snafu::{IntoError, Location, Snafu};
 
 /// Everything a transaction or the database handle can fail with.
 ///
@@ -17,7 +17,7 @@ use snafu::{Location, Snafu};
 pub enum Error {
     /// Commit of transaction `txn_id` was refused by validation or conflict
     /// resolution; nothing of it became visible.
-    #[snafu(display("transaction {txn_id} aborted"))]
+    #[snafu(display("transaction {txn_id} aborted: {source}"))]
     Aborted {
         /// The transaction.
         txn_id: u64,
@@ -213,11 +213,61 @@ pub enum Error {
         location: Location,
     },
 
+    /// Rows given to [`Transaction::append`](crate::Transaction::append)
+    /// (or read back with rows it staged) do not fit the key's batch:
+    /// another schema. Nothing was staged; the transaction stays usable.
+    #[snafu(display("transaction {txn_id} cannot append to key {key}: {source}"))]
+    Append {
+        /// The transaction.
+        txn_id: u64,
+        /// The key, shortened for display.
+        key: String,
+        /// Why the rows do not fit.
+        #[snafu(source(from(khonsu_arrow_utils::Error, Box::new)))]
+        source: Box<khonsu_arrow_utils::Error>,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A batch helper of [`khonsu_arrow_utils`] failed (a missing column,
+    /// a type mismatch, mismatched schemas): converted by `?` inside a
+    /// transaction body. Not a conflict: `atomically` returns it at once.
+    #[snafu(display("batch operation failed: {source}"))]
+    Batch {
+        /// The helper's error.
+        #[snafu(source(from(khonsu_arrow_utils::Error, Box::new)))]
+        source: Box<khonsu_arrow_utils::Error>,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// [`Khonsu::start_transaction_at`](crate::Khonsu::start_transaction_at)
+    /// asked for a timestamp whose state is not retained: only the
+    /// timestamps of live [`SnapshotPin`](crate::SnapshotPin)s and the
+    /// newest visible one are.
+    #[snafu(display(
+        "no snapshot is retained at timestamp {ts} (the newest is {visible}); pin one with Khonsu::pin_snapshot to read at it later"
+    ))]
+    NotRetained {
+        /// The timestamp asked for.
+        ts: Timestamp,
+        /// The newest visible timestamp.
+        visible: Timestamp,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// The application gave up on the transaction (see [`Error::abort`]).
     #[snafu(display("transaction aborted by the application: {reason}"))]
     User {
-        /// The application's reason.
+        /// The application's reason (its error's message).
         reason: String,
+        /// The application's error, retrievable with
+        /// [`std::error::Error::source`] and `downcast_ref`.
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
         /// Where the error was raised.
         #[snafu(implicit)]
         location: Location,
@@ -248,21 +298,70 @@ impl Error {
         }
     }
 
-    /// An error an `atomically` closure returns to give up without retrying.
+    /// An error an `atomically` closure returns to give up without
+    /// retrying: a message, or any error of the application's, kept as
+    /// this error's [`source`](std::error::Error::source) (downcast it to
+    /// get it back).
     ///
     /// ```
-    /// # use khonsu_txn::{Error, Khonsu};
-    /// let db = Khonsu::builder().build().unwrap();
-    /// let result: Result<(), Error> = db.atomically(|_t| Err(Error::abort("insufficient funds")));
+    /// use std::error::Error as _;
+    /// use khonsu_txn::{Error, Khonsu};
+    ///
+    /// #[derive(Debug)]
+    /// struct InsufficientFunds { short_by: i64 }
+    /// impl std::fmt::Display for InsufficientFunds {
+    ///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+    ///         write!(f, "short by {}", self.short_by)
+    ///     }
+    /// }
+    /// impl std::error::Error for InsufficientFunds {}
+    ///
+    /// let db = Khonsu::builder().build()?;
+    /// let result: Result<(), Error> = db.atomically(|_t| Err(Error::abort("no")));
     /// assert!(matches!(result, Err(Error::User { .. })));
+    ///
+    /// let err = db
+    ///     .atomically(|_t| -> Result<(), Error> { Err(InsufficientFunds { short_by: 5 }).map_err(Error::abort) })
+    ///     .unwrap_err();
+    /// assert_eq!(err.to_string(), "transaction aborted by the application: short by 5");
+    /// let cause = err.source().and_then(|e| e.downcast_ref::<InsufficientFunds>());
+    /// assert_eq!(cause.map(|c| c.short_by), Some(5));
+    /// # Ok::<(), Error>(())
     /// ```
     #[must_use]
     #[track_caller]
-    pub fn abort(reason: impl Into<String>) -> Self {
+    pub fn abort(reason: impl Into<Box<dyn std::error::Error + Send + Sync + 'static>>) -> Self {
+        let source = reason.into();
         UserSnafu {
-            reason: reason.into(),
+            reason: source.to_string(),
         }
-        .build()
+        .into_error(source)
+    }
+
+    /// The application's error given to [`Error::abort`], if this is one
+    /// and it is an `E`.
+    #[must_use]
+    pub fn user_error<E: std::error::Error + 'static>(&self) -> Option<&E> {
+        match self {
+            Self::User { source, .. } => source.downcast_ref::<E>(),
+            _ => None,
+        }
+    }
+}
+
+impl From<khonsu_arrow_utils::Error> for Error {
+    /// `?` on a batch helper inside a transaction body.
+    #[track_caller]
+    fn from(source: khonsu_arrow_utils::Error) -> Self {
+        BatchSnafu.into_error(source)
+    }
+}
+
+impl From<Box<dyn std::error::Error + Send + Sync + 'static>> for Error {
+    /// An application error, as [`Error::abort`].
+    #[track_caller]
+    fn from(source: Box<dyn std::error::Error + Send + Sync + 'static>) -> Self {
+        Self::abort(source)
     }
 }
 

@@ -17,16 +17,18 @@ mod commit;
 mod db;
 mod durable;
 mod error;
+mod metrics;
 mod options;
 mod transaction;
 
 pub use commit::CommitInfo;
-pub use db::{DEFAULT_MAX_RETRIES, DurabilityStats, Khonsu, KhonsuBuilder, Stats};
+pub use db::{DEFAULT_MAX_RETRIES, DurabilityStats, Khonsu, KhonsuBuilder, SnapshotPin, Stats};
 pub use durable::GroupCommitStats;
 pub use error::{Error, Result};
 pub use khonsu_concurrency::{
     Conflict, ConflictKind, ConflictResolution, ConflictTarget, TransactionIsolation,
 };
-pub use khonsu_core::{BufferStats, Key, OldestSnapshot, Timestamp};
+pub use khonsu_core::{BufferStats, Key, KeyRange, OldestSnapshot, Timestamp};
+pub use metrics::{Aborts, LATENCY_BUCKETS, LatencyHistogram, Metrics};
 pub use options::TransactionOptions;
-pub use transaction::Transaction;
+pub use transaction::{ScanIter, Transaction};

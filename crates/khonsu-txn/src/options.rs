@@ -1,5 +1,7 @@
 //! [`TransactionOptions`]: per-transaction settings.
 
+use std::time::Duration;
+
 use khonsu_concurrency::{ConflictResolution, TransactionIsolation};
 
 /// Settings for one transaction; anything left unset takes the database's
@@ -19,6 +21,8 @@ pub struct TransactionOptions {
     isolation: Option<TransactionIsolation>,
     resolution: Option<ConflictResolution>,
     read_only: bool,
+    max_retries: Option<u32>,
+    retry_budget: Option<Duration>,
 }
 
 impl TransactionOptions {
@@ -66,5 +70,43 @@ impl TransactionOptions {
     #[must_use]
     pub fn is_read_only(&self) -> bool {
         self.read_only
+    }
+
+    /// How many times [`Khonsu::atomically_with`](crate::Khonsu::atomically_with)
+    /// retries this body after a conflict (default: the database's
+    /// [`max_retries`](crate::KhonsuBuilder::max_retries)).
+    #[must_use]
+    pub fn max_retries(mut self, retries: u32) -> Self {
+        self.max_retries = Some(retries);
+        self
+    }
+
+    /// The longest [`Khonsu::atomically_with`](crate::Khonsu::atomically_with)
+    /// keeps retrying this body (default: the database's
+    /// [`retry_budget`](crate::KhonsuBuilder::retry_budget)).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use khonsu_txn::TransactionOptions;
+    ///
+    /// let options = TransactionOptions::new().max_retries(1_000).retry_budget(Duration::from_millis(50));
+    /// assert_eq!(options.get_retry_budget(), Some(Duration::from_millis(50)));
+    /// ```
+    #[must_use]
+    pub fn retry_budget(mut self, budget: Duration) -> Self {
+        self.retry_budget = Some(budget);
+        self
+    }
+
+    /// The retry count set, if any.
+    #[must_use]
+    pub fn get_max_retries(&self) -> Option<u32> {
+        self.max_retries
+    }
+
+    /// The retry time budget set, if any.
+    #[must_use]
+    pub fn get_retry_budget(&self) -> Option<Duration> {
+        self.retry_budget
     }
 }

@@ -1,22 +1,24 @@
 //! [`Transaction`]: reads, writes, scans, commit and rollback.
 
 use std::cell::Cell;
+use std::collections::VecDeque;
 use std::fmt;
-use std::ops::{Bound, RangeBounds};
+use std::ops::Bound;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use khonsu_concurrency::{
     ConflictResolution, DependencyTracker, StagedWrite, TransactionIsolation, WritePolicy,
     range_is_empty,
 };
-use khonsu_core::{INLINE_KEY_LEN, Key, RegisteredSnapshot, Timestamp};
+use khonsu_core::{Key, KeyRange, RegisteredSnapshot, Timestamp};
 use snafu::{ResultExt, ensure};
 
 use crate::commit::CommitRequest;
-use crate::db::Shared;
-use crate::error::{ReadOnlySnafu, Result, SnapshotTooOldSnafu, UnstorableSnafu};
+use crate::db::{PinInner, Shared};
+use crate::error::{AppendSnafu, ReadOnlySnafu, Result, SnapshotTooOldSnafu, UnstorableSnafu};
 use crate::{CommitInfo, TransactionOptions};
 
 /// Transaction ids a thread takes from the process-wide counter at a time.
@@ -93,6 +95,9 @@ pub struct Transaction {
     pub(crate) id: u64,
     pub(crate) snapshot_ts: Timestamp,
     pub(crate) registration: Option<RegisteredSnapshot>,
+    /// The snapshot pin a transaction started at a past timestamp shares
+    /// (then `registration` is `None`).
+    pub(crate) pin: Option<Arc<PinInner>>,
     pub(crate) isolation: TransactionIsolation,
     pub(crate) resolution: ConflictResolution,
     pub(crate) read_only: bool,
@@ -137,9 +142,28 @@ impl Transaction {
             id,
             snapshot_ts,
             registration: Some(registration),
+            pin: None,
             isolation,
             resolution,
             read_only: options.is_read_only(),
+            counted_writer: false,
+            tracker: None,
+        }
+    }
+
+    /// A read-only transaction at a pin's timestamp, sharing its snapshot.
+    pub(crate) fn begin_pinned(shared: Arc<Shared>, pin: Arc<PinInner>) -> Self {
+        let resolution = shared.resolution;
+        Self {
+            shared,
+            id: next_txn_id(),
+            snapshot_ts: pin.ts,
+            registration: None,
+            pin: Some(pin),
+            // Reads at the snapshot; read-only, so never validated.
+            isolation: TransactionIsolation::RepeatableRead,
+            resolution,
+            read_only: true,
             counted_writer: false,
             tracker: None,
         }
@@ -206,7 +230,11 @@ impl Transaction {
     /// called *after* each read of committed data, so a read that raced the
     /// reclamation of what it read is refused rather than returned.
     fn check_age(&self) -> Result<()> {
-        if let Some(registration) = &self.registration
+        let registration = self
+            .registration
+            .as_ref()
+            .or_else(|| self.pin.as_ref().and_then(|pin| pin.registration.as_ref()));
+        if let Some(registration) = registration
             && let Some(age) = self.shared.snapshots.expired(registration)
         {
             return SnapshotTooOldSnafu {
@@ -222,39 +250,91 @@ impl Transaction {
 
     /// Reads `key`: this transaction's own write if it made one, otherwise
     /// the committed value visible at its isolation level. `Ok(None)` when
-    /// the key is absent (never written, or deleted).
+    /// the key is absent (never written, or deleted). A key staged with
+    /// [`append`](Self::append) reads as its committed value followed by
+    /// the staged rows (and counts as a read of the committed value).
+    ///
+    /// `key` is anything a [`Key`] is built from: `&str`, `String`,
+    /// `&[u8]`, `Vec<u8>`, `u64`, a `Key` or `&Key`, a
+    /// [`KeyBuilder`](khonsu_core::KeyBuilder).
     ///
     /// # Errors
     /// [`Error::SnapshotTooOld`](crate::Error::SnapshotTooOld) when the
-    /// transaction is older than the database's maximum snapshot age.
-    pub fn read(&mut self, key: impl AsRef<[u8]>) -> Result<Option<Arc<RecordBatch>>> {
-        let bytes = key.as_ref();
-        // Own writes first. A short key is built inline (no allocation) and
-        // compared as a key; a long one is looked up by its bytes, so it is
-        // allocated only when the transaction did not write it.
-        let tracker = self.tracker.as_deref();
-        let key = if bytes.len() > INLINE_KEY_LEN {
-            if let Some(staged) = tracker.and_then(|t| t.staged(bytes)) {
-                return Ok(staged.value());
-            }
-            Key::from(bytes)
-        } else {
-            let key = Key::from(bytes);
-            if let Some(staged) = tracker.and_then(|t| t.staged_key(&key)) {
-                return Ok(staged.value());
-            }
-            key
+    /// transaction is older than the database's maximum snapshot age;
+    /// [`Error::Append`](crate::Error::Append) when rows staged by
+    /// `append` no longer fit the committed batch (a concurrent commit
+    /// changed its schema, at `ReadCommitted`).
+    pub fn read(&mut self, key: impl Into<Key>) -> Result<Option<Arc<RecordBatch>>> {
+        let key = key.into();
+        let staged = self.tracker.as_deref().and_then(|t| t.staged_key(&key));
+        let appended = match staged {
+            Some(write) => match write.value() {
+                Some(value) => return Ok(value),
+                None => write.appended_rows().cloned(),
+            },
+            None => None,
         };
         let read_ts = self.read_ts();
         let version = self.shared.buffer.read_at(&key, read_ts);
         self.check_age()?;
         if !self.read_only {
-            self.tracker_mut().record_read(&key, version.commit_ts);
+            let keep_value = self.isolation == TransactionIsolation::ReadCommitted;
+            let tracker = self.tracker_mut();
+            tracker.record_read(&key, version.commit_ts);
+            if keep_value && let Some(value) = &version.value {
+                // What an `Append`-resolved rewrite of the key extends.
+                tracker.record_observed(&key, version.commit_ts, Arc::clone(value));
+            }
         }
-        Ok(version.value)
+        match (appended, version.value) {
+            (None, value) => Ok(value),
+            (Some(rows), None) => Ok(Some(rows)),
+            (Some(rows), Some(committed)) => {
+                let txn_id = self.id;
+                khonsu_arrow_utils::append(&committed, &rows)
+                    .map(|batch| Some(Arc::new(batch)))
+                    .with_context(|_| AppendSnafu {
+                        txn_id,
+                        key: key.short().to_string(),
+                    })
+            }
+        }
     }
 
-    /// Stages `batch` as the new value of `key`.
+    /// Counts this transaction among the durable database's open writers
+    /// (once) and checks that its storage can hold `key` and `value`.
+    fn prepare_write(
+        &mut self,
+        operation: &'static str,
+        key: &Key,
+        value: Option<&RecordBatch>,
+    ) -> Result<()> {
+        ensure!(
+            !self.read_only,
+            ReadOnlySnafu {
+                txn_id: self.id,
+                operation
+            }
+        );
+        if let Some(durable) = &self.shared.durable {
+            if !self.counted_writer {
+                durable.writer_opened();
+                self.counted_writer = true;
+            }
+            let storage = durable.storage();
+            storage
+                .check_key(key.as_bytes())
+                .and_then(|()| value.map_or(Ok(()), |batch| storage.check_value(batch)))
+                .with_context(|_| UnstorableSnafu {
+                    txn_id: self.id,
+                    key: key.short().to_string(),
+                })?;
+        }
+        Ok(())
+    }
+
+    /// Stages `batch` as the new value of `key`, under the transaction's
+    /// conflict resolution.
     ///
     /// `batch` is a `RecordBatch` or an `Arc<RecordBatch>`: passing an
     /// `Arc` stores that very allocation (no copy, no new `Arc`), so a batch
@@ -284,31 +364,121 @@ impl Transaction {
     ///   encode it, it is larger than 3 GiB) or the key. Nothing is staged;
     ///   the transaction stays usable.
     pub fn write(&mut self, key: impl Into<Key>, batch: impl Into<Arc<RecordBatch>>) -> Result<()> {
-        ensure!(
-            !self.read_only,
-            ReadOnlySnafu {
-                txn_id: self.id,
-                operation: "write"
-            }
-        );
         let (key, batch) = (key.into(), batch.into());
-        if let Some(durable) = &self.shared.durable {
-            if !self.counted_writer {
-                durable.writer_opened();
-                self.counted_writer = true;
-            }
-            let storage = durable.storage();
-            storage
-                .check_key(key.as_bytes())
-                .and_then(|()| storage.check_value(&batch))
-                .with_context(|_| UnstorableSnafu {
-                    txn_id: self.id,
-                    key: key.to_string(),
-                })?;
-        }
+        self.prepare_write("write", &key, Some(&batch))?;
         self.tracker_mut()
             .record_write(key, StagedWrite::Put(batch));
         Ok(())
+    }
+
+    /// [`write`](Self::write) with this write's own conflict resolution,
+    /// which takes precedence over the transaction's
+    /// ([`TransactionOptions::conflict_resolution`]) and the database's
+    /// ([`KhonsuBuilder::conflict_resolution`](crate::KhonsuBuilder::conflict_resolution)).
+    /// One transaction can so update a position that must abort on a
+    /// conflict (`Fail`) and refresh a cache entry that may be dropped
+    /// (`Ignore`). A later write of the same key replaces both the value
+    /// and the resolution. See `docs/isolation.md` for every combination
+    /// with the isolation levels.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::{ConflictResolution, Khonsu};
+    ///
+    /// let db = Khonsu::builder().build()?;
+    /// let v = |n: i64| RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![n])) as _)]).unwrap();
+    /// let mut slow = db.start_transaction();
+    /// slow.write_with("cache", v(1), ConflictResolution::Ignore)?;
+    /// slow.write("position", v(10))?;
+    /// db.atomically(|t| t.write("cache", v(2)))?; // commits first
+    /// let info = slow.commit()?;                   // the cache write is dropped
+    /// assert_eq!(info.ignored.len(), 1);
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`write`](Self::write).
+    pub fn write_with(
+        &mut self,
+        key: impl Into<Key>,
+        batch: impl Into<Arc<RecordBatch>>,
+        resolution: ConflictResolution,
+    ) -> Result<()> {
+        let (key, batch) = (key.into(), batch.into());
+        self.prepare_write("write", &key, Some(&batch))?;
+        self.tracker_mut()
+            .record_write_with(key, StagedWrite::Put(batch), Some(resolution));
+        Ok(())
+    }
+
+    /// Stages `rows` to be appended to whatever `key` holds when the
+    /// transaction commits (the key is created with them when absent).
+    ///
+    /// An append is not a read: concurrent appends to one key never
+    /// conflict with each other — each lands, in commit order, whatever the
+    /// isolation level or conflict resolution. A read of the key in this
+    /// transaction sees the committed value followed by the staged rows
+    /// (that read *is* a read, validated as any other). Appends after a
+    /// staged `write` extend it; an append after a `delete` starts the key
+    /// afresh; a `write` or `delete` after an append replaces it.
+    ///
+    /// The rows' schema must be the key's: it is checked against what the
+    /// transaction sees now (error here, nothing staged) and again at
+    /// commit against the value the rows land on (the commit aborts with
+    /// [`Error::Aborted`](crate::Error::Aborted), nothing of it visible).
+    ///
+    /// An append copies the key's batch into a new one at commit (a
+    /// `RecordBatch` is contiguous), so its cost grows with the key's row
+    /// count: keep logs bounded, or one key per period (see
+    /// [`Key::builder`](khonsu_core::Key::builder)).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::Khonsu;
+    ///
+    /// let db = Khonsu::builder().build()?;
+    /// let trade = |qty: i64| RecordBatch::try_from_iter([("qty", Arc::new(Int64Array::from(vec![qty])) as _)]).unwrap();
+    /// let mut a = db.start_transaction();
+    /// let mut b = db.start_transaction();
+    /// a.append("trades", trade(5))?;
+    /// b.append("trades", trade(7))?;
+    /// a.commit()?;
+    /// b.commit()?; // no conflict: both land
+    /// assert_eq!(db.start_transaction().read("trades")?.unwrap().num_rows(), 2);
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// * [`Error::Append`](crate::Error::Append): the rows' schema is not
+    ///   the key's; nothing is staged;
+    /// * as [`write`](Self::write).
+    pub fn append(&mut self, key: impl Into<Key>, rows: impl Into<Arc<RecordBatch>>) -> Result<()> {
+        let (key, rows) = (key.into(), rows.into());
+        self.prepare_write("append", &key, Some(&rows))?;
+        let txn_id = self.id;
+        let context = |key: &Key| AppendSnafu {
+            txn_id,
+            key: key.short().to_string(),
+        };
+        let staged = self
+            .tracker
+            .as_deref()
+            .is_some_and(|t| t.staged_key(&key).is_some());
+        if !staged {
+            // What is staged was checked when it was; otherwise check
+            // against the committed value this transaction sees.
+            let read_ts = self.read_ts();
+            if let Some(committed) = self.shared.buffer.read_at(&key, read_ts).value {
+                khonsu_arrow_utils::ensure_same_schema(committed.schema_ref(), rows.schema_ref())
+                    .with_context(|_| context(&key))?;
+            }
+        }
+        let tracker = self.tracker_mut();
+        tracker
+            .record_append(key.clone(), &rows)
+            .with_context(|_| context(&key))
     }
 
     /// Stages the deletion of `key` (deleting an absent key is allowed).
@@ -318,27 +488,8 @@ impl Transaction {
     /// transaction; [`Error::Unstorable`](crate::Error::Unstorable) for a
     /// key the storage cannot hold.
     pub fn delete(&mut self, key: impl Into<Key>) -> Result<()> {
-        ensure!(
-            !self.read_only,
-            ReadOnlySnafu {
-                txn_id: self.id,
-                operation: "delete"
-            }
-        );
         let key = key.into();
-        if let Some(durable) = &self.shared.durable {
-            if !self.counted_writer {
-                durable.writer_opened();
-                self.counted_writer = true;
-            }
-            durable
-                .storage()
-                .check_key(key.as_bytes())
-                .with_context(|_| UnstorableSnafu {
-                    txn_id: self.id,
-                    key: key.to_string(),
-                })?;
-        }
+        self.prepare_write("delete", &key, None)?;
         self.tracker_mut().record_write(key, StagedWrite::Delete);
         Ok(())
     }
@@ -349,13 +500,71 @@ impl Transaction {
     /// validated at commit, so a concurrent insert into it (a phantom)
     /// aborts a read-write transaction.
     ///
+    /// `range` is any range of keys: `..`, `"a".."b"`, `10_u64..20`,
+    /// `Key::from(a)..=Key::from(b)`, `(Bound<Key>, Bound<Key>)`
+    /// (see [`KeyRange`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::Khonsu;
+    ///
+    /// let db = Khonsu::builder().build()?;
+    /// let v = |n: i64| RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![n])) as _)]).unwrap();
+    /// db.atomically(|t| {
+    ///     for n in 0..30_u64 {
+    ///         t.write(n, v(n as i64))?;
+    ///     }
+    ///     t.write("apple", v(1))?;
+    ///     t.write("banana", v(2))
+    /// })?;
+    /// let mut t = db.start_transaction();
+    /// assert_eq!(t.scan(10_u64..20)?.len(), 10);
+    /// assert_eq!(t.scan("a".."b")?.len(), 1);
+    /// assert_eq!(t.scan(..)?.len(), 32);
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
+    ///
     /// # Errors
     /// [`Error::SnapshotTooOld`](crate::Error::SnapshotTooOld) when the
-    /// transaction is older than the database's maximum snapshot age.
-    pub fn scan(&mut self, range: impl RangeBounds<Key>) -> Result<Vec<(Key, Arc<RecordBatch>)>> {
-        let start = range.start_bound().cloned();
-        let end = range.end_bound().cloned();
+    /// transaction is older than the database's maximum snapshot age;
+    /// [`Error::Append`](crate::Error::Append) as for [`read`](Self::read).
+    pub fn scan(&mut self, range: impl KeyRange) -> Result<Vec<(Key, Arc<RecordBatch>)>> {
+        let (start, end) = range.into_bounds();
         self.scan_bounds(start, end)
+    }
+
+    /// A streaming scan of `range`: yields the live keys lazily, in pages
+    /// read from the buffer as the iterator advances, so the first rows
+    /// come without reading the rest. [`ScanIter::limit`],
+    /// [`ScanIter::reverse`] and [`ScanIter::keys`] shape it.
+    ///
+    /// It reads at one timestamp throughout (the snapshot; at
+    /// `ReadCommitted`, the newest visible when it was created) and sees
+    /// the transaction's own writes, as [`scan`](Self::scan) does. It
+    /// records the same read dependency as `scan`, for the part of the
+    /// range it went through: all of it once it returned `None` by
+    /// reaching the end, otherwise up to the last key it yielded (a key
+    /// inserted after a `limit` stopped it is not a phantom). Nothing is
+    /// recorded before the first call to `next`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use arrow_array::{Int64Array, RecordBatch};
+    /// use khonsu_txn::Khonsu;
+    ///
+    /// let db = Khonsu::builder().build()?;
+    /// let v = |n: i64| RecordBatch::try_from_iter([("v", Arc::new(Int64Array::from(vec![n])) as _)]).unwrap();
+    /// db.atomically(|t| (0..1000_u64).try_for_each(|n| t.write(n, v(n as i64))))?;
+    /// let mut t = db.start_transaction();
+    /// // The newest three keys, newest first, without reading the rest.
+    /// let last: Vec<_> = t.scan_iter(..).reverse().limit(3).keys().collect::<Result<_, _>>()?;
+    /// assert_eq!(last, [999_u64, 998, 997].map(khonsu_txn::Key::from));
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
+    pub fn scan_iter(&mut self, range: impl KeyRange) -> ScanIter<'_> {
+        let (start, end) = range.into_bounds();
+        ScanIter::new(self, start, end)
     }
 
     /// Every live key starting with `prefix`, in key order (see
@@ -389,9 +598,11 @@ impl Transaction {
             .scan_at(start.as_ref(), end.as_ref(), read_ts);
         self.check_age()?;
         let merged = match self.tracker.as_deref() {
-            Some(tracker) if !tracker.is_read_only() => {
-                merge_own_writes(committed, tracker.writes_in(start.as_ref(), end.as_ref()))
-            }
+            Some(tracker) if !tracker.is_read_only() => merge_own_writes(
+                self.id,
+                committed,
+                tracker.writes_in(start.as_ref(), end.as_ref()),
+            )?,
             _ => committed,
         };
         if !self.read_only {
@@ -425,14 +636,17 @@ impl Transaction {
         // The footprint is lent to the pipeline and put back afterwards, so
         // the transaction's drop recycles it whatever the outcome.
         let Some(mut footprint) = self.tracker.take_if(|t| !t.is_read_only()) else {
+            self.shared.counters.committed_read_only();
             return Ok(CommitInfo {
                 commit_ts: self.snapshot_ts,
                 read_only: true,
                 ..CommitInfo::default()
             });
         };
+        let started = Instant::now();
         if let Err(err) = self.check_age() {
             self.tracker = Some(footprint);
+            self.shared.counters.aborted(&err);
             return Err(err);
         }
         footprint.seal();
@@ -447,6 +661,10 @@ impl Transaction {
         };
         let result = crate::commit::commit(&self.shared, &request);
         self.tracker = Some(footprint);
+        match &result {
+            Ok(_) => self.shared.counters.committed(started.elapsed()),
+            Err(err) => self.shared.counters.aborted(err),
+        }
         result
     }
 
@@ -474,12 +692,13 @@ impl Drop for Transaction {
 
 /// Overlays this transaction's staged writes (both inputs in key order).
 fn merge_own_writes<'a>(
+    txn_id: u64,
     committed: Vec<(Key, Arc<RecordBatch>)>,
     staged: impl Iterator<Item = (&'a Key, &'a StagedWrite)>,
-) -> Vec<(Key, Arc<RecordBatch>)> {
+) -> Result<Vec<(Key, Arc<RecordBatch>)>> {
     let mut staged = staged.peekable();
     if staged.peek().is_none() {
-        return committed;
+        return Ok(committed);
     }
     let mut out = Vec::with_capacity(committed.len());
     let mut committed = committed.into_iter().peekable();
@@ -492,16 +711,230 @@ fn merge_own_writes<'a>(
         };
         if take_staged {
             if let Some((key, write)) = staged.next() {
-                if committed.peek().is_some_and(|(ck, _)| ck == key) {
-                    committed.next(); // shadowed by our write
-                }
-                if let StagedWrite::Put(batch) = write {
-                    out.push((key.clone(), Arc::clone(batch)));
+                // Shadowed by our write (or extended by our append).
+                let shadowed = committed
+                    .next_if(|(ck, _)| ck == key)
+                    .map(|(_, batch)| batch);
+                match (write, shadowed) {
+                    (StagedWrite::Put(batch), _) | (StagedWrite::Append(batch), None) => {
+                        out.push((key.clone(), Arc::clone(batch)));
+                    }
+                    (StagedWrite::Append(rows), Some(base)) => {
+                        let merged =
+                            khonsu_arrow_utils::append(&base, rows).with_context(|_| {
+                                AppendSnafu {
+                                    txn_id,
+                                    key: key.short().to_string(),
+                                }
+                            })?;
+                        out.push((key.clone(), Arc::new(merged)));
+                    }
+                    (StagedWrite::Delete, _) => {}
                 }
             }
         } else if let Some(entry) = committed.next() {
             out.push(entry);
         }
     }
-    out
+    Ok(out)
+}
+
+/// Keys a streaming scan reads from the buffer per page.
+const SCAN_PAGE: usize = 128;
+
+/// Where a streaming scan is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// The buffer may hold more of the range.
+    Reading,
+    /// The buffer has nothing more; the page may still hold entries.
+    Drained,
+    /// `next` returned `None` at the end of the range.
+    Exhausted,
+    /// `next` returned `None` at the limit, or an error: nothing more.
+    Stopped,
+}
+
+/// A streaming scan ([`Transaction::scan_iter`]): yields
+/// `Result<(Key, Arc<RecordBatch>)>` in key order (descending after
+/// [`reverse`](Self::reverse)), reading the buffer a page at a time.
+///
+/// After an error (the snapshot grew too old) it yields nothing more.
+/// Dropping it records the part of the range it went through as read.
+pub struct ScanIter<'t> {
+    txn: &'t mut Transaction,
+    /// The range as asked for (what is recorded once it is exhausted).
+    start: Bound<Key>,
+    end: Bound<Key>,
+    /// What is left of it to read from the buffer.
+    lo: Bound<Key>,
+    hi: Bound<Key>,
+    read_ts: Option<Timestamp>,
+    page: VecDeque<(Key, Arc<RecordBatch>)>,
+    phase: Phase,
+    remaining: Option<usize>,
+    reverse: bool,
+    last_yielded: Option<Key>,
+}
+
+impl fmt::Debug for ScanIter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ScanIter")
+            .field("txn_id", &self.txn.id)
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .field("reverse", &self.reverse)
+            .field("remaining", &self.remaining)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'t> ScanIter<'t> {
+    fn new(txn: &'t mut Transaction, start: Bound<Key>, end: Bound<Key>) -> Self {
+        let empty = range_is_empty(start.as_ref(), end.as_ref());
+        Self {
+            txn,
+            lo: start.clone(),
+            hi: end.clone(),
+            start,
+            end,
+            read_ts: None,
+            page: VecDeque::new(),
+            phase: if empty {
+                Phase::Drained
+            } else {
+                Phase::Reading
+            },
+            remaining: None,
+            reverse: false,
+            last_yielded: None,
+        }
+    }
+
+    /// Yields at most `n` keys.
+    #[must_use]
+    pub fn limit(mut self, n: usize) -> Self {
+        self.remaining = Some(n);
+        self
+    }
+
+    /// Yields the keys in descending order, from the end of the range.
+    #[must_use]
+    pub fn reverse(mut self) -> Self {
+        self.reverse = true;
+        self
+    }
+
+    /// Yields only the keys.
+    pub fn keys(self) -> impl Iterator<Item = Result<Key>> + 't {
+        self.map(|entry| entry.map(|(key, _)| key))
+    }
+
+    /// Reads the next page from the buffer and overlays the transaction's
+    /// own writes on the stretch of the range it covers.
+    fn fill(&mut self) -> Result<()> {
+        let read_ts = if let Some(ts) = self.read_ts {
+            ts
+        } else {
+            let ts = self.txn.read_ts();
+            self.read_ts = Some(ts);
+            ts
+        };
+        let committed = self.txn.shared.buffer.scan_page_at(
+            self.lo.as_ref(),
+            self.hi.as_ref(),
+            read_ts,
+            SCAN_PAGE,
+            self.reverse,
+        );
+        self.txn.check_age()?;
+        // The stretch this page covers: up to its last key when it is full,
+        // else all that is left.
+        let full = committed.len() == SCAN_PAGE;
+        let last = committed
+            .last()
+            .map(|(key, _)| key.clone())
+            .filter(|_| full);
+        let (from, to) = match (&last, self.reverse) {
+            (None, _) => (self.lo.clone(), self.hi.clone()),
+            (Some(last), false) => (self.lo.clone(), Bound::Included(last.clone())),
+            (Some(last), true) => (Bound::Included(last.clone()), self.hi.clone()),
+        };
+        let mut committed = committed;
+        if self.reverse {
+            committed.reverse();
+        }
+        let merged = match self.txn.tracker.as_deref() {
+            Some(tracker) if !tracker.is_read_only() => merge_own_writes(
+                self.txn.id,
+                committed,
+                tracker.writes_in(from.as_ref(), to.as_ref()),
+            )?,
+            _ => committed,
+        };
+        self.page = merged.into();
+        if self.reverse {
+            self.page.make_contiguous().reverse();
+        }
+        match last {
+            Some(last) if self.reverse => self.hi = Bound::Excluded(last),
+            Some(last) => self.lo = Bound::Excluded(last),
+            None => self.phase = Phase::Drained,
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for ScanIter<'_> {
+    type Item = Result<(Key, Arc<RecordBatch>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if matches!(self.phase, Phase::Exhausted | Phase::Stopped) {
+            return None;
+        }
+        if self.remaining == Some(0) {
+            self.phase = Phase::Stopped;
+            return None;
+        }
+        loop {
+            if let Some((key, batch)) = self.page.pop_front() {
+                if let Some(n) = self.remaining.as_mut() {
+                    *n -= 1;
+                }
+                self.last_yielded = Some(key.clone());
+                return Some(Ok((key, batch)));
+            }
+            if self.phase == Phase::Drained {
+                self.phase = Phase::Exhausted;
+                // A scan that saw nothing still read the range.
+                self.read_ts.get_or_insert_with(|| self.txn.read_ts());
+                return None;
+            }
+            if let Err(err) = self.fill() {
+                self.phase = Phase::Stopped;
+                return Some(Err(err));
+            }
+        }
+    }
+}
+
+impl Drop for ScanIter<'_> {
+    fn drop(&mut self) {
+        let Some(read_ts) = self.read_ts else {
+            return; // never read anything
+        };
+        if self.txn.read_only {
+            return;
+        }
+        let (start, end) = if self.phase == Phase::Exhausted {
+            (self.start.clone(), self.end.clone())
+        } else {
+            match (self.last_yielded.take(), self.reverse) {
+                (None, _) => return,
+                (Some(last), false) => (self.start.clone(), Bound::Included(last)),
+                (Some(last), true) => (Bound::Included(last), self.end.clone()),
+            }
+        };
+        self.txn.tracker_mut().record_range(start, end, read_ts);
+    }
 }

@@ -191,16 +191,202 @@
 //!
 //! Read-only transactions never abort, at any level.
 //!
+//! ## Appends that never conflict
+//!
+//! [`Transaction::append`] stages rows to be appended to whatever the key
+//! holds at commit: concurrent appends to one key all land, in commit
+//! order, and never abort each other (an append is not a read). A trade log
+//! or an event stream is one key:
+//!
+//! ```
+//! use khonsu::prelude::*;
+//! use khonsu::arrow_utils::{Scalar, one_row};
+//!
+//! let db = Khonsu::builder().build()?;
+//! let trade = |qty: i64| one_row([("sym", Scalar::from("ACME")), ("qty", Scalar::from(qty))]);
+//! std::thread::scope(|s| {
+//!     for _ in 0..2 {
+//!         s.spawn(|| for qty in 1..=50 {
+//!             db.atomically(|t| t.append("trades", trade(qty)?)).unwrap();
+//!         });
+//!     }
+//! });
+//! let log = db.start_transaction().read("trades")?.unwrap();
+//! assert_eq!(log.num_rows(), 100);
+//! assert_eq!(db.metrics().aborts.total(), 0); // no retries either
+//! # Ok::<(), khonsu::Error>(())
+//! ```
+//!
+//! `ConflictResolution::Append` is the other tool: when a *blind* write
+//! races another commit it appends its rows instead of failing; when a
+//! `ReadCommitted` read-modify-write races, only the rows it added to what
+//! it read are appended (never a duplicate).
+//!
+//! ## Per-write resolution
+//!
+//! [`Transaction::write_with`] gives one write its own
+//! [`ConflictResolution`], ahead of the transaction's
+//! ([`TransactionOptions::conflict_resolution`]) and the database's
+//! ([`KhonsuBuilder::conflict_resolution`]): a position update that must
+//! abort on a conflict and a cache refresh that may be dropped share one
+//! transaction. Every combination with the isolation levels is in
+//! `docs/isolation.md`.
+//!
+//! ```
+//! use khonsu::prelude::*;
+//! use khonsu::arrow_utils::{Scalar, one_row};
+//!
+//! let db = Khonsu::builder().build()?; // Serializable, Fail
+//! let v = |n: i64| one_row([("v", Scalar::from(n))]);
+//! let mut t = db.start_transaction();
+//! t.write("position/ACME", v(10)?)?;
+//! t.write_with("quote-cache/ACME", v(99)?, ConflictResolution::Ignore)?;
+//! db.atomically(|o| o.write("quote-cache/ACME", v(100)?))?; // a race on the cache only
+//! let info = t.commit()?;
+//! assert_eq!(info.ignored, [Key::from("quote-cache/ACME")]);
+//! # Ok::<(), khonsu::Error>(())
+//! ```
+//!
+//! ## Errors that say why
+//!
+//! A batch helper's error converts with `?` inside a transaction body
+//! ([`Error::Batch`]); [`Error::abort`] takes a message or any error of
+//! yours, kept as the source ([`Error::user_error`] downcasts it). An abort
+//! says in one line what lost, where, and to which commit:
+//! `transaction 7 aborted: write-write conflict on key acct/1 (the other
+//! transaction committed at 41)`. [`Khonsu::atomically_with_info`] returns
+//! the [`CommitInfo`] beside the value; retries are bounded by a count and,
+//! with [`KhonsuBuilder::retry_budget`] or
+//! [`TransactionOptions::retry_budget`], by time.
+//!
+//! ```
+//! use std::time::Duration;
+//! use khonsu::prelude::*;
+//! use khonsu::arrow_utils::{self, Scalar, one_row};
+//!
+//! #[derive(Debug)]
+//! struct Insufficient(i64);
+//! impl std::fmt::Display for Insufficient {
+//!     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "balance {}", self.0) }
+//! }
+//! impl std::error::Error for Insufficient {}
+//!
+//! let db = Khonsu::builder().retry_budget(Duration::from_secs(1)).build()?;
+//! db.atomically(|t| t.write("acct/1", one_row([("balance", Scalar::from(5_i64))])?))?;
+//! let err = db
+//!     .atomically(|t| {
+//!         let acct = t.read("acct/1")?.ok_or_else(|| Error::abort("no account"))?;
+//!         let balance: i64 = arrow_utils::value(&acct, "balance", 0)?; // type-checked, `?` converts
+//!         if balance < 10 {
+//!             return Err(Error::abort(Insufficient(balance)));
+//!         }
+//!         t.write("acct/1", one_row([("balance", Scalar::from(balance - 10))])?)
+//!     })
+//!     .unwrap_err();
+//! assert_eq!(err.user_error::<Insufficient>().map(|e| e.0), Some(5));
+//! let ((), info) = db.atomically_with_info(|t| t.delete("acct/1"))?;
+//! assert!(info.commit_ts > 0);
+//! # Ok::<(), khonsu::Error>(())
+//! ```
+//!
+//! ## Keys and scans
+//!
+//! `read`, `write`, `delete` and `append` take `&str`, `String`, `&[u8]`,
+//! `Vec<u8>`, `u64` (big-endian: numeric order) or a [`Key`]; `scan` takes
+//! a range of any of them ([`KeyRange`]); [`Key::builder`] builds
+//! order-preserving composite keys; a [`Key`] displays as text, or hex when
+//! it is not printable. [`Transaction::scan_iter`] streams a range lazily,
+//! with a limit, in reverse, or keys only.
+//!
+//! ```
+//! use khonsu::prelude::*;
+//! use khonsu::arrow_utils::{Scalar, one_row};
+//!
+//! let db = Khonsu::builder().build()?;
+//! let v = |n: u64| one_row([("v", Scalar::from(n))]);
+//! db.atomically(|t| {
+//!     for user in 1..=3_u64 {
+//!         t.write(Key::builder().str("user").u64(user).str("features").build(), v(user)?)?;
+//!     }
+//!     (0..100_u64).try_for_each(|n| t.write(n, v(n)?))
+//! })?;
+//! let mut t = db.start_transaction();
+//! assert_eq!(t.scan(10_u64..20)?.len(), 10);
+//! let user2 = Key::builder().str("user").u64(2).build();
+//! assert_eq!(t.scan_prefix(&user2)?.len(), 1);
+//! assert_eq!(Key::from("acct/1").to_string(), "acct/1");
+//! assert_eq!(Key::from(1_u64).to_string(), "0x0000000000000001");
+//! let newest: Vec<Key> = t.scan_iter(..100_u64).reverse().limit(2).keys().collect::<Result<_>>()?;
+//! assert_eq!(newest, [Key::from(99_u64), Key::from(98_u64)]);
+//! # Ok::<(), khonsu::Error>(())
+//! ```
+//!
+//! ## Typed access to batches
+//!
+//! [`arrow_utils`] reads a scalar by column name with its type checked,
+//! finds rows by a key column, and builds a one-row batch from typed
+//! values — errors, never panics:
+//!
+//! ```
+//! use khonsu::arrow_utils::{self, Scalar, one_row};
+//!
+//! let row = one_row([("sym", Scalar::from("ACME")), ("qty", Scalar::from(10_i64))])?;
+//! let book = arrow_utils::append(&row, &one_row([("sym", Scalar::from("INIT")), ("qty", Scalar::from(3_i64))])?)?;
+//! assert_eq!(arrow_utils::value::<i64>(&book, "qty", 1)?, 3);
+//! assert_eq!(arrow_utils::find_row(&book, "sym", "INIT")?, Some(1));
+//! assert!(arrow_utils::value::<String>(&book, "qty", 0).is_err()); // wrong type: an error
+//! # Ok::<(), arrow_utils::Error>(())
+//! ```
+//!
+//! ## Reads at a past timestamp
+//!
+//! Reclamation keeps only what open snapshots can see, so a past state is
+//! readable while something retains it: [`Khonsu::pin_snapshot`] retains
+//! the current one, and [`Khonsu::start_transaction_at`] starts a read-only
+//! transaction at a pinned (or the newest) timestamp.
+//!
+//! ```
+//! use khonsu::prelude::*;
+//! use khonsu::arrow_utils::{Scalar, one_row};
+//!
+//! let db = Khonsu::builder().build()?;
+//! db.atomically(|t| t.write("price", one_row([("v", Scalar::from(100_i64))])?))?;
+//! let close = db.pin_snapshot();
+//! db.atomically(|t| t.write("price", one_row([("v", Scalar::from(101_i64))])?))?;
+//! let mut then = db.start_transaction_at(close.ts())?;
+//! let price = then.read("price")?.unwrap();
+//! assert_eq!(khonsu::arrow_utils::value::<i64>(&price, "v", 0)?, 100);
+//! # Ok::<(), khonsu::Error>(())
+//! ```
+//!
+//! ## Metrics
+//!
+//! [`Khonsu::metrics`] counts commits, aborts by kind, `atomically`
+//! retries and commit latency (a histogram), cheaply enough to scrape
+//! every second; [`Khonsu::stats`] says what memory holds.
+//!
+//! ```
+//! # let db = khonsu::Khonsu::builder().build()?;
+//! let m = db.metrics();
+//! println!("{m}"); // commits 0 (read-only 0), aborts 0 (conflicts 0), retries 0, ...
+//! println!("p99 {:?}, stale reads {}", m.commit_latency.quantile(0.99), m.aborts.stale_read);
+//! # Ok::<(), khonsu::Error>(())
+//! ```
+//!
 //! ## Crate topology
 //!
-//! * [`arrow_utils`] (`khonsu-arrow-utils`) — `RecordBatch` helpers.
-//! * [`core`] (`khonsu-core`) — `Key`, timestamps, the `TxnBuffer`.
-//! * [`concurrency`] (`khonsu-concurrency`) — dependency tracking, validation, conflict resolution.
+//! The crate root and [`prelude`] hold the user's API. Beside them:
+//!
+//! * [`arrow_utils`] (`khonsu-arrow-utils`) — `RecordBatch` helpers and
+//!   typed access.
 //! * [`storage`] (`khonsu-storage`) — the `Storage` trait, `RedbStorage`,
 //!   `FjallStorage` (feature `fjall`), `MemoryStorage`, the value codec,
 //!   `inspect`, the adapter `conformance` checks.
-//! * [`txn`] (`khonsu-txn`) — `Khonsu`, `Transaction`, the commit pipeline,
-//!   group commit, recovery.
+//! * [`engine`] — the internals, for tools and tests that need them:
+//!   [`engine::buffer`] (`khonsu-core`: keys, timestamps, the `TxnBuffer`,
+//!   snapshots), [`engine::concurrency`] (`khonsu-concurrency`: dependency
+//!   tracking, validation, conflict resolution), [`engine::txn`]
+//!   (`khonsu-txn`: the commit pipeline, group commit, recovery).
 //!
 //! ## Safety
 //!
@@ -212,19 +398,29 @@
 #[doc(inline)]
 pub use khonsu_arrow_utils as arrow_utils;
 #[doc(inline)]
-pub use khonsu_concurrency as concurrency;
-#[doc(inline)]
-pub use khonsu_core as core;
-#[doc(inline)]
 pub use khonsu_storage as storage;
-#[doc(inline)]
-pub use khonsu_txn as txn;
+
+/// The engine's internals, named for what they are: the multi-version
+/// buffer, concurrency control and the transaction pipeline. Users need
+/// none of it (everything a program uses is at the crate root); tools,
+/// benchmarks and tests of the engine do.
+pub mod engine {
+    #[doc(inline)]
+    pub use khonsu_concurrency as concurrency;
+    #[doc(inline)]
+    pub use khonsu_core as buffer;
+    #[doc(inline)]
+    pub use khonsu_txn as txn;
+}
 
 #[doc(inline)]
+pub use khonsu_core::KeyBuilder;
+#[doc(inline)]
 pub use khonsu_txn::{
-    BufferStats, CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget,
-    DurabilityStats, Error, GroupCommitStats, Key, Khonsu, KhonsuBuilder, OldestSnapshot, Result,
-    Stats, Timestamp, Transaction, TransactionIsolation, TransactionOptions,
+    Aborts, CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget,
+    DEFAULT_MAX_RETRIES, DurabilityStats, Error, GroupCommitStats, Key, KeyRange, Khonsu,
+    KhonsuBuilder, LatencyHistogram, Metrics, OldestSnapshot, Result, ScanIter, SnapshotPin, Stats,
+    Timestamp, Transaction, TransactionIsolation, TransactionOptions,
 };
 
 #[doc(inline)]
@@ -244,14 +440,17 @@ pub mod arrow {
     pub use arrow_schema as schema;
 }
 
-/// Everything a typical user needs: `use khonsu::prelude::*;`.
+/// Everything a typical user needs: `use khonsu::prelude::*;`. Nothing in
+/// it shadows a standard crate or prelude name.
 pub mod prelude {
+    pub use arrow_array::RecordBatch;
     #[cfg(feature = "fjall")]
     pub use khonsu_storage::FjallStorage;
     pub use khonsu_storage::{MemoryStorage, RedbStorage, Storage, StorageMutation};
     pub use khonsu_txn::{
-        CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget, Error, Key, Khonsu,
-        KhonsuBuilder, Result, Timestamp, Transaction, TransactionIsolation, TransactionOptions,
+        CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget, Error, Key,
+        KeyRange, Khonsu, KhonsuBuilder, Result, SnapshotPin, Timestamp, Transaction,
+        TransactionIsolation, TransactionOptions,
     };
 }
 

@@ -27,14 +27,20 @@ fn prelude_paths() {
 
 #[test]
 fn crate_paths() {
-    let _ = khonsu::core::TxnBuffer::new();
-    let _ = khonsu::concurrency::DependencyTracker::new();
+    let _ = khonsu::engine::buffer::TxnBuffer::new();
+    let _ = khonsu::engine::concurrency::DependencyTracker::new();
     let _ = khonsu::storage::MemoryStorage::new();
-    let _ = khonsu::txn::Khonsu::builder();
+    let _ = khonsu::engine::txn::Khonsu::builder();
+    let _: Option<khonsu::Metrics> = None;
+    let _: Option<khonsu::SnapshotPin> = None;
+    let _: Option<khonsu::ScanIter<'_>> = None;
+    let _ = khonsu::Key::builder();
+    let _: fn(&arrow_array::RecordBatch, &str, usize) -> khonsu::arrow_utils::Result<i64> =
+        khonsu::arrow_utils::value::<i64>;
     let _: fn(&arrow_array::RecordBatch) -> usize = khonsu::arrow_utils::byte_size;
     let _: Option<khonsu::arrow::array::RecordBatch> = None;
     let _: Option<khonsu::arrow::schema::Schema> = None;
-    let _: Option<khonsu::BufferStats> = None;
+    let _: Option<khonsu::engine::buffer::BufferStats> = None;
     let _: Option<khonsu::DurabilityStats> = None;
     let _: Option<khonsu::GroupCommitStats> = None;
     let _: Option<khonsu::StorageStats> = None;
@@ -55,4 +61,16 @@ fn fjall_paths() {
     let _ = |p: &std::path::Path| -> khonsu::storage::Result<khonsu::prelude::FjallStorage> {
         khonsu::prelude::FjallStorage::open(p)
     };
+}
+
+/// `use khonsu::*;` must not shadow `core` (or anything else of the standard prelude).
+mod glob_import {
+    #[allow(unused_imports, clippy::wildcard_imports)]
+    use khonsu::*;
+
+    #[test]
+    fn the_glob_import_leaves_core_alone() {
+        assert_eq!(core::mem::size_of::<u8>(), 1);
+        let _: Option<Key> = None;
+    }
 }

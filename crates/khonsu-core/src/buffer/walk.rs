@@ -37,6 +37,47 @@ impl TxnBuffer {
         out
     }
 
+    /// Up to `limit` keys of a range with a live value at snapshot `ts`,
+    /// from the start of the range (or from its end, in descending key
+    /// order, when `reverse`): one page of a streaming scan, walked under
+    /// one epoch guard.
+    #[must_use]
+    pub fn scan_page_at(
+        &self,
+        start: Bound<&Key>,
+        end: Bound<&Key>,
+        ts: Timestamp,
+        limit: usize,
+        reverse: bool,
+    ) -> Vec<(Key, Arc<RecordBatch>)> {
+        let mut out = Vec::with_capacity(limit.min(HEADS_PER_PIN));
+        if limit == 0 {
+            return out;
+        }
+        let guard = &epoch::pin();
+        let mut visit = |key: &Key, head: &Head| {
+            if let Some(batch) = head.read_at(ts).value {
+                out.push((key.clone(), batch));
+            }
+            out.len() < limit
+        };
+        let range = self.heads.range::<Key, _>((start, end), guard);
+        if reverse {
+            for entry in range.rev() {
+                if !visit(entry.key(), entry.value()) {
+                    break;
+                }
+            }
+        } else {
+            for entry in range {
+                if !visit(entry.key(), entry.value()) {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
     /// Visits the heads of a range in key order until `visit` breaks.
     ///
     /// Each stretch of [`HEADS_PER_PIN`] heads is walked under one epoch
