@@ -180,15 +180,25 @@ fn append_resolution_merges_only_the_rows_a_read_modify_write_added() {
     assert_eq!(info.appended, vec![key("log")]);
     assert_eq!(committed_rows(&db, "log"), Some(vec![1, 2, 3]));
 
-    // A rewrite that does not extend what it read cannot be merged without duplicates: it is a
-    // conflict (retryable), and nothing of it lands.
+    // A rewrite that does not extend what it read is appended whole (as `lost_update.rs`'s
+    // `[10] -> [11]` and `[10] -> [12]` keep both rows).
     let mut t3 = db.start_transaction();
     ok(t3.read("log"), "t3 read");
     ok(t3.write("log", batch_of(&[9])), "t3 rewrite");
     db.atomically(|o| o.append("log", batch(4))).unwrap();
-    let err = expect_err(t3.commit(), "rewrite under Append");
+    commit(t3);
+    assert_eq!(committed_rows(&db, "log"), Some(vec![1, 2, 3, 4, 9]));
+
+    // Read through a scan, the value read is not known: merging could duplicate rows, so the
+    // race is a conflict (retryable) and nothing of it lands.
+    let mut t4 = db.start_transaction();
+    let scanned = ok(t4.scan_prefix("log"), "t4 scan");
+    let extended_log = extended(&scanned[0].1, 5);
+    ok(t4.write("log", extended_log), "t4 write");
+    db.atomically(|o| o.append("log", batch(6))).unwrap();
+    let err = expect_err(t4.commit(), "scan-based rmw under Append");
     assert_conflict(&err, &ConflictKind::WriteWrite, &key("log"));
-    assert_eq!(committed_rows(&db, "log"), Some(vec![1, 2, 3, 4]));
+    assert_eq!(committed_rows(&db, "log"), Some(vec![1, 2, 3, 4, 9, 6]));
 }
 
 /// Many threads run the read-modify-write log at `ReadCommitted` with `Append`: every row

@@ -140,10 +140,11 @@ fn added_rows(ours: &RecordBatch, base: &RecordBatch) -> Option<RecordBatch> {
 /// write's own, see [`WritePolicy::for_write`]):
 ///
 /// * `Append` of a blind write appends all its rows to the concurrent
-///   version; of a `ReadCommitted` read-modify-write, only the rows it
-///   added after the batch it read (when it does not extend what it read,
-///   or what it read is unknown, it fails: appending all of it would
-///   duplicate rows).
+///   version; of a `ReadCommitted` read-modify-write that extends the
+///   batch it read, only the rows it added (appending all of it would
+///   duplicate what it read); of one that rewrote what it read, all of it;
+///   of one whose read value is unknown (a key read through a scan), it
+///   fails with a conflict.
 ///
 /// A staged append ([`StagedWrite::Append`]) is not a conflict at all: its
 /// rows go after whatever the key holds, conflicting or not (unless the
@@ -218,12 +219,16 @@ pub fn resolve_write(
         (ConflictResolution::Append, StagedWrite::Put(ours) | StagedWrite::Append(ours)) => {
             // Only what this transaction added goes onto the concurrent
             // version: all of a blind write, the new rows of a
-            // read-modify-write that extended what it read.
+            // read-modify-write that extended what it read (all of one
+            // that rewrote it: it replaced those rows, as a blind write
+            // would have).
             let delta = match (read_base, read.value) {
                 (None, _) | (Some(_), Some(None)) => Arc::clone(ours),
                 (Some(_), Some(Some(base))) => {
-                    Arc::new(added_rows(ours, base).ok_or_else(conflict)?)
+                    added_rows(ours, base).map_or_else(|| Arc::clone(ours), Arc::new)
                 }
+                // Read through a scan: whether it extended what it read is
+                // not known, and appending all of it could duplicate rows.
                 (Some(_), None) => return Err(conflict().into()),
             };
             Ok(WriteOutcome {
@@ -299,8 +304,8 @@ mod tests {
         .unwrap();
         assert_eq!(out.resolved, Resolved::Appended);
         assert_eq!(installed(&out), vec![1, 3, 2]);
-        // A rewrite that does not extend what it read cannot merge.
-        let err = resolve_write(
+        // A rewrite that does not extend what it read appends all of it.
+        let out = resolve_write(
             &p,
             &key,
             &StagedWrite::Put(rows(&[9])),
@@ -308,9 +313,9 @@ mod tests {
             12,
             theirs(&[1, 3]),
         )
-        .unwrap_err();
-        assert!(err.is_conflict());
-        // Nor can one whose read value is unknown.
+        .unwrap();
+        assert_eq!(installed(&out), vec![1, 3, 9]);
+        // One whose read value is unknown cannot merge.
         let unknown = ReadBase {
             ts: Some(5),
             value: None,

@@ -74,7 +74,7 @@ fn an_unencodable_value_is_refused_at_write_not_at_commit() {
     assert!(!err.is_conflict());
     let report = snafu::Report::from_error(&err).to_string();
     assert!(
-        report.contains("\"bad\"") && report.contains("dictionary"),
+        report.contains("key bad:") && report.contains("dictionary"),
         "{report}"
     );
     // Nothing was staged for the refused key; the rest commits.
