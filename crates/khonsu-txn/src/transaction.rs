@@ -107,7 +107,7 @@ pub struct Transaction {
     pub(crate) counted_writer: bool,
     /// What the transaction read and wrote, built on its first recorded
     /// read, scan or write: a read-only transaction never builds one, and
-    /// a `Transaction` stays 64 bytes.
+    /// a `Transaction` stays 88 bytes (the footprint is boxed).
     pub(crate) tracker: Option<Box<DependencyTracker>>,
 }
 
