@@ -84,6 +84,31 @@
 //! # }
 //! ```
 //!
+//! # Typed access
+//!
+//! Reading a cell, finding rows by a key column and building a one-row batch need no downcasts
+//! and no hand-built arrays; a wrong column name, type, row or a null is an [`Error`] that names
+//! the column.
+//!
+//! ```
+//! use khonsu_arrow_utils::{Error, Scalar, append, find_row, find_rows, one_row, value, value_str};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let trade = |sym: &str, qty: i64| one_row([("sym", Scalar::from(sym)), ("qty", Scalar::from(qty))]);
+//! let book = append(&append(&trade("ACME", 5)?, &trade("INIT", 7)?)?, &trade("ACME", 2)?)?;
+//!
+//! assert_eq!(find_rows(&book, "sym", "ACME")?, vec![0, 2]);
+//! let row = find_row(&book, "sym", "INIT")?.ok_or("INIT is in the book")?;
+//! assert_eq!(value::<i64>(&book, "qty", row)?, 7);
+//! assert_eq!(value_str(&book, "sym", row)?, "INIT");
+//!
+//! let error = value::<i32>(&book, "qty", 0).unwrap_err(); // the column is Int64
+//! assert!(matches!(error, Error::TypeMismatch { .. }));
+//! assert_eq!(error.to_string(), "Failed to read a value: column `qty` has type Int64, not i32");
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! [`RecordBatch`]: arrow_array::RecordBatch
 
 mod access;

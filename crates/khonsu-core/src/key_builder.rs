@@ -23,8 +23,8 @@ const TERMINATOR: u8 = 0x01;
 /// | `i64` | big-endian with the sign bit flipped, 8 bytes |
 ///
 /// A partly built key is a prefix of every key that extends it, so
-/// [`scan_prefix`](../khonsu_txn/struct.Transaction.html#method.scan_prefix) of
-/// `Key::builder().str("user").u64(42)` finds every key of user 42. (A prefix of a *string
+/// `Transaction::scan_prefix` of `Key::builder().str("user").u64(42)` finds
+/// every key of user 42. (A prefix of a *string
 /// part* is not: `str("us")` ends with a terminator.)
 ///
 /// ```

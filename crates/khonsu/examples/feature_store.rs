@@ -61,6 +61,32 @@ fn feature(batch: &RecordBatch, name: &str) -> Result<Option<f64>> {
     })
 }
 
+/// A training job pins its snapshot; later updates do not move it.
+fn training_snapshot(
+    db: &Khonsu,
+    schema: &SchemaRef,
+) -> std::result::Result<(), Box<dyn std::error::Error>> {
+    let training = db.pin_snapshot();
+    let mut before = db.start_transaction_at(training.ts())?;
+    let ltv_of =
+        |t: &mut Transaction| -> std::result::Result<Option<f64>, Box<dyn std::error::Error>> {
+            let batch = t.read(user_key(7))?.ok_or("user 7 is missing")?;
+            Ok(feature(&batch, "ltv")?)
+        };
+    let ltv_then = ltv_of(&mut before)?;
+    db.atomically(|t| upsert(t, schema, 7, "ltv", 1e6, u64::MAX))?;
+    let mut job = training.start_transaction();
+    let ltv_job = ltv_of(&mut job)?;
+    let mut now = db.start_transaction();
+    let ltv_now = ltv_of(&mut now)?;
+    println!("user 7 ltv: pinned {ltv_then:?}, training job {ltv_job:?}, now {ltv_now:?}");
+    if ltv_job != ltv_then || ltv_now != Some(1e6) {
+        return Err("the pinned snapshot moved".into());
+    }
+
+    Ok(())
+}
+
 fn arg(name: &str, default: u64) -> std::result::Result<u64, String> {
     let args: Vec<String> = std::env::args().collect();
     match args.iter().position(|a| a == name) {
@@ -103,8 +129,13 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
-                        let (user, name) =
-                            (x % users, FEATURES[usize::try_from(x % 5).unwrap_or(0)]);
+                        let (user, name) = (
+                            x % users,
+                            FEATURES
+                                .get(usize::try_from(x % 5).unwrap_or(0))
+                                .copied()
+                                .unwrap_or("ltv"),
+                        );
                         #[expect(clippy::cast_precision_loss, reason = "a demo value")]
                         let value = (i % 100) as f64;
                         db.atomically(|t| upsert(t, schema, user, name, value, i + 1))?;
@@ -143,25 +174,9 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
         Ok(())
     })?;
 
-    // A training job pins its snapshot; later updates do not move it.
-    let training = db.pin_snapshot();
-    let mut before = db.start_transaction_at(training.ts())?;
-    let user7 =
-        |t: &mut Transaction| -> std::result::Result<Option<f64>, Box<dyn std::error::Error>> {
-            let batch = t.read(user_key(7))?.ok_or("user 7 is missing")?;
-            Ok(feature(&batch, "ltv")?)
-        };
-    let ltv_then = user7(&mut before)?;
-    db.atomically(|t| upsert(t, &schema, 7, "ltv", 1e6, u64::MAX))?;
-    let mut job = training.start_transaction();
-    let ltv_job = user7(&mut job)?;
-    let mut now = db.start_transaction();
-    let ltv_now = user7(&mut now)?;
-    println!("user 7 ltv: pinned {ltv_then:?}, training job {ltv_job:?}, now {ltv_now:?}");
-    if ltv_job != ltv_then || ltv_now != Some(1e6) {
-        return Err("the pinned snapshot moved".into());
-    }
+    training_snapshot(&db, &schema)?;
 
+    let mut now = db.start_transaction();
     // The first users, streamed lazily; the last three keys, newest first.
     let first: Vec<Key> = now
         .scan_iter(user_key(0)..user_key(users))

@@ -98,7 +98,7 @@ fn parse_args() -> std::result::Result<Args, String> {
         match flag.as_str() {
             "--trades" => args.trades = value()?.parse().map_err(|_| "--trades: not a number")?,
             "--threads" => {
-                args.threads = value()?.parse().map_err(|_| "--threads: not a number")?
+                args.threads = value()?.parse().map_err(|_| "--threads: not a number")?;
             }
             "--dir" => args.dir = Some(value()?.into()),
             other => {
@@ -139,7 +139,10 @@ fn main() -> std::result::Result<(), Box<dyn std::error::Error>> {
                         x ^= x << 13;
                         x ^= x >> 7;
                         x ^= x << 17;
-                        let symbol = SYMBOLS[usize::try_from(x % 4).unwrap_or(0)];
+                        let symbol = SYMBOLS
+                            .get(usize::try_from(x % 4).unwrap_or(0))
+                            .copied()
+                            .unwrap_or("ACME");
                         let qty = i64::try_from(x % 200).unwrap_or(0) - 99;
                         match book(db, trader, seq, symbol, qty) {
                             Ok(()) => {}
