@@ -17,10 +17,12 @@ mod options;
 mod resolve;
 mod tracker;
 mod validate;
-mod write_set;
+mod key_map;
 
 pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result};
 pub use options::{ConflictResolution, ParseOptionError, TransactionIsolation};
 pub use resolve::{ReadBase, Resolved, WriteOutcome, WritePolicy, resolve_write};
-pub use tracker::{DependencyTracker, RangeRead, SealedWrite, StagedWrite, range_is_empty};
+pub use tracker::{
+    DependencyTracker, Observed, RangeRead, SealedWrite, StagedWrite, range_is_empty,
+};
 pub use validate::validate_serializable;

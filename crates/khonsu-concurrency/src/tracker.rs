@@ -7,7 +7,7 @@ use arrow_array::RecordBatch;
 use khonsu_core::{Key, Timestamp};
 
 use crate::ConflictResolution;
-use crate::write_set::WriteSet;
+use crate::key_map::KeyMap;
 
 /// A write staged by a transaction, not yet committed.
 #[derive(Clone, Debug, PartialEq)]
@@ -72,7 +72,8 @@ pub struct RangeRead {
     /// The timestamp the range was read at.
     pub read_ts: Timestamp,
     /// Position of the scan among the transaction's operations: it counts as
-    /// a read only of keys first written after it.
+    /// a read of a written key only if it came before the key's staged value
+    /// stopped depending on committed data (see `DependencyTracker`).
     seq: u64,
 }
 
@@ -106,23 +107,46 @@ pub fn range_is_empty(start: Bound<&Key>, end: Bound<&Key>) -> bool {
     }
 }
 
-/// Point reads whose array [`DependencyTracker::reset`] keeps for reuse.
-const RETAINED_READS: usize = 256;
-
 /// Range reads whose array [`DependencyTracker::reset`] keeps for reuse.
 const RETAINED_RANGES: usize = 16;
 
-/// Observed values whose array [`DependencyTracker::reset`] keeps for reuse.
-const RETAINED_OBSERVED: usize = 64;
+/// What a point read saw of a key, as far as the footprint keeps it.
+///
+/// Only the `ReadCommitted` `Append` resolution uses the value itself (to
+/// append only the rows a read-modify-write added to what it read), so a
+/// transaction keeps a batch only where that resolution can apply
+/// ([`Observed::Value`]); absence costs nothing to keep and is always kept.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub enum Observed {
+    /// The value is not kept.
+    #[default]
+    Unknown,
+    /// The key was absent (never written, or deleted).
+    Absent,
+    /// The key held this batch.
+    Value(Arc<RecordBatch>),
+}
+
+/// The newest point read of one key.
+#[derive(Debug)]
+struct PointRead {
+    /// The version seen (`0`: the key had none).
+    ts: Timestamp,
+    observed: Observed,
+}
 
 /// A staged write with what commit needs to know about it.
 #[derive(Debug)]
 struct Staged {
     write: StagedWrite,
-    /// Position of the key's first write among the transaction's operations.
-    first_seq: u64,
-    /// Computed by `seal`: the newest observation of the key made before it
-    /// was first written, if any (a read-modify-write).
+    /// Position, among the transaction's operations, from which the staged
+    /// value no longer depends on committed data: its first `Put` or
+    /// `Delete` (`u64::MAX` while only appends are staged: a read of the
+    /// key then returns the committed rows too). A scan before it read the
+    /// key's committed state.
+    own_since: u64,
+    /// Computed by `seal`: the newest observation of the key's committed
+    /// state, if any (a read-modify-write).
     base: Option<Timestamp>,
     /// This write's own conflict resolution, if it has one.
     resolution: Option<ConflictResolution>,
@@ -135,16 +159,21 @@ struct Staged {
 /// Validation ([`validate_serializable`](crate::validate_serializable)) and
 /// conflict resolution ([`resolve_write`](crate::resolve_write)) work from
 /// this footprint. Reads of keys the transaction already wrote are not
-/// dependencies (they see the transaction's own write) and are not recorded.
+/// dependencies (they see the transaction's own write) and are not recorded
+/// — except reads of a key it only appended to, which see the committed
+/// rows too.
 ///
 /// A key counts as read when it was read with `read`, or covered by a
-/// `scan` made *before* the key was first written: writing it afterwards is a
-/// read-modify-write. (A scan after the write saw the transaction's own
-/// write, not committed data.)
+/// `scan` made while a read of it still returned committed data: before the
+/// key was first written, or while only appends were staged for it.
+/// Writing it is then a read-modify-write. (A scan after a `write` or
+/// `delete` saw the transaction's own value, not committed data.)
 ///
-/// Point reads are an append-only `Vec` (no hashing on the read path);
-/// [`seal`](Self::seal) sorts them and computes every written key's read
-/// base once, at commit, in `O((reads + writes) log n + covered keys)`.
+/// Point reads keep one entry per key (the newest observation, in a
+/// key-ordered map: the first inline, a few in one sorted array, many in a
+/// `BTreeMap`), so a transaction polling one key holds one entry, not one
+/// per read. [`seal`](Self::seal) computes every written key's read base
+/// once, at commit, in `O((reads + writes) log n + covered keys)`.
 ///
 /// ```
 /// use std::ops::Bound;
@@ -165,16 +194,10 @@ struct Staged {
 /// ```
 #[derive(Debug, Default)]
 pub struct DependencyTracker {
-    /// The first point read, kept inline: most transactions read one key or
-    /// none, and then no read set is ever allocated.
-    first_read: Option<(Key, Timestamp)>,
-    point_reads: Vec<(Key, Timestamp)>,
+    /// The newest point read of each key.
+    reads: KeyMap<PointRead>,
     range_reads: Vec<RangeRead>,
-    /// Values seen by point reads, kept only when asked
-    /// ([`record_observed`](Self::record_observed)): what an `Append`
-    /// read-modify-write at `ReadCommitted` extended.
-    observed: Vec<(Key, Timestamp, Arc<RecordBatch>)>,
-    writes: WriteSet<Staged>,
+    writes: KeyMap<Staged>,
     next_seq: u64,
     sealed: bool,
 }
@@ -187,10 +210,10 @@ impl DependencyTracker {
     }
 
     /// Empties the footprint for reuse by another transaction, keeping its
-    /// allocations when they are small (room for at most 256 point reads,
-    /// 16 ranges and 32 writes: about 15 KB at most), so a
-    /// thread that reuses one tracker allocates nothing per transaction.
-    /// Returns `false` when it kept nothing worth reusing (drop it then).
+    /// allocations when they are small (room for 32 point reads, 16 ranges
+    /// and 32 writes: a few KB), so a thread that reuses one tracker
+    /// allocates nothing per transaction. Returns `false` when it kept
+    /// nothing worth reusing (drop it then).
     ///
     /// ```
     /// use khonsu_concurrency::{DependencyTracker, StagedWrite};
@@ -203,24 +226,18 @@ impl DependencyTracker {
     /// assert!(tracker.is_read_only());
     /// assert!(!tracker.writes_key(&Key::from("b")));
     /// tracker.seal();
-    /// assert!(tracker.point_reads().is_empty());
+    /// assert_eq!(tracker.point_reads().count(), 0);
     /// ```
     pub fn reset(&mut self) -> bool {
-        self.first_read = None;
-        // The write set needs no check: its array form never holds more
-        // than 32 writes, and `clear` turns a larger set back into it.
-        let reusable = self.point_reads.capacity() <= RETAINED_READS
-            && self.range_reads.capacity() <= RETAINED_RANGES
-            && self.observed.capacity() <= RETAINED_OBSERVED;
+        // The maps need no check: their array form never holds more than
+        // 32 entries, and `clear` turns a larger map back into it.
+        let reusable = self.range_reads.capacity() <= RETAINED_RANGES;
         if reusable {
-            self.point_reads.clear();
             self.range_reads.clear();
-            self.observed.clear();
         } else {
-            self.point_reads = Vec::new();
             self.range_reads = Vec::new();
-            self.observed = Vec::new();
         }
+        self.reads.clear();
         self.writes.clear();
         self.next_seq = 0;
         self.sealed = false;
@@ -234,39 +251,63 @@ impl DependencyTracker {
     }
 
     /// Records that `key` was read and which version was seen (`0` when the
-    /// key had no version at all).
+    /// key had no version at all), without its value.
     #[inline]
     pub fn record_read(&mut self, key: &Key, observed_ts: Timestamp) {
-        if self.first_read.is_none() {
-            self.first_read = Some((key.clone(), observed_ts));
+        let observed = if observed_ts == 0 {
+            Observed::Absent
         } else {
-            self.point_reads.push((key.clone(), observed_ts));
-        }
-        self.sealed = false;
+            Observed::Unknown
+        };
+        self.record_observation(key, observed_ts, observed);
     }
 
-    /// Keeps the value a point read of `key` saw (the version committed at
-    /// `observed_ts`), beside [`record_read`](Self::record_read): at
-    /// `ReadCommitted`, an `Append`-resolved write that extends it appends
-    /// only the rows it added ([`observed_value`](Self::observed_value)).
-    pub fn record_observed(&mut self, key: &Key, observed_ts: Timestamp, value: Arc<RecordBatch>) {
-        self.observed.push((key.clone(), observed_ts, value));
+    /// Records that `key` was read, the version seen (`0`: none) and what
+    /// of it to keep. One entry per key: the newest observation replaces an
+    /// older one (at `ReadCommitted` a later read may see a newer version),
+    /// and at equal versions the one that keeps more wins.
+    #[inline]
+    pub fn record_observation(&mut self, key: &Key, observed_ts: Timestamp, observed: Observed) {
+        self.sealed = false;
+        match self.reads.get_mut(key) {
+            None => self.reads.insert_new(
+                key.clone(),
+                PointRead {
+                    ts: observed_ts,
+                    observed,
+                },
+            ),
+            Some(read) => {
+                let newer = observed_ts > read.ts;
+                let as_new_and_known =
+                    observed_ts == read.ts && matches!(read.observed, Observed::Unknown);
+                if newer || as_new_and_known {
+                    *read = PointRead {
+                        ts: observed_ts,
+                        observed,
+                    };
+                }
+            }
+        }
     }
 
     /// The value the transaction saw of `key` at version `ts` (its read
-    /// base): `Some(None)` when the key was absent (`ts == 0`),
-    /// `Some(Some(batch))` when [`record_observed`](Self::record_observed)
-    /// kept that version, `None` when it is not known.
+    /// base): `Some(None)` when the key was absent, `Some(Some(batch))`
+    /// when a point read kept that version's batch, `None` when it is not
+    /// known (not kept, or the base came from a scan).
     #[must_use]
     pub fn observed_value(&self, key: &Key, ts: Timestamp) -> Option<Option<&Arc<RecordBatch>>> {
         if ts == 0 {
             return Some(None);
         }
-        self.observed
-            .iter()
-            .rev()
-            .find(|(k, observed_ts, _)| *observed_ts == ts && k == key)
-            .map(|(_, _, batch)| Some(batch))
+        match self.reads.get(key) {
+            Some(read) if read.ts == ts => match &read.observed {
+                Observed::Unknown => None,
+                Observed::Absent => Some(None),
+                Observed::Value(batch) => Some(Some(batch)),
+            },
+            _ => None,
+        }
     }
 
     /// Records a range read at `read_ts`.
@@ -295,16 +336,22 @@ impl DependencyTracker {
         resolution: Option<ConflictResolution>,
     ) {
         let seq = self.seq();
+        let own = if write.value().is_some() {
+            seq
+        } else {
+            u64::MAX
+        };
         match self.writes.get_mut(&key) {
             Some(staged) => {
                 staged.write = write;
                 staged.resolution = resolution;
+                staged.own_since = staged.own_since.min(own);
             }
             None => self.writes.insert_new(
                 key,
                 Staged {
                     write,
-                    first_seq: seq,
+                    own_since: own,
                     base: None,
                     resolution,
                 },
@@ -349,14 +396,16 @@ impl DependencyTracker {
                 StagedWrite::Append(Arc::new(khonsu_arrow_utils::append(base, rows)?))
             }
         };
-        let seq = self.seq();
+        self.seq();
         match self.writes.get_mut(&key) {
+            // A put or delete staged before keeps its `own_since`; appends
+            // onto appends still read the committed rows.
             Some(staged) => staged.write = merged,
             None => self.writes.insert_new(
                 key,
                 Staged {
                     write: merged,
-                    first_seq: seq,
+                    own_since: u64::MAX,
                     base: None,
                     resolution: None,
                 },
@@ -420,12 +469,17 @@ impl DependencyTracker {
         self.writes.is_empty()
     }
 
-    /// Point reads, sorted by key and de-duplicated. Complete only after
-    /// [`seal`](Self::seal).
+    /// Point reads in key order, one per key: the key and the newest
+    /// version read of it.
+    pub fn point_reads(&self) -> impl Iterator<Item = (&Key, Timestamp)> {
+        self.reads.iter().map(|(key, read)| (key, read.ts))
+    }
+
+    /// Number of keys read with point reads (one entry per key, however
+    /// often it was read).
     #[must_use]
-    pub fn point_reads(&self) -> &[(Key, Timestamp)] {
-        debug_assert!(self.sealed, "seal() before point_reads()");
-        &self.point_reads
+    pub fn point_read_count(&self) -> usize {
+        self.reads.len()
     }
 
     /// Range reads recorded so far.
@@ -434,33 +488,21 @@ impl DependencyTracker {
         &self.range_reads
     }
 
-    /// Prepares the footprint for commit: sorts point reads by key (keeping,
-    /// per key, the newest version seen: at `ReadCommitted` a later read may
-    /// see a newer version) and computes every written key's read base.
+    /// Prepares the footprint for commit: computes every written key's read
+    /// base (the newest observation of its committed state).
     pub fn seal(&mut self) {
         if self.sealed {
             return;
         }
-        if self.first_read.is_none() && self.point_reads.is_empty() && self.range_reads.is_empty() {
+        if self.reads.is_empty() && self.range_reads.is_empty() {
             // No read recorded since `reset`: every read base is still `None`.
             self.sealed = true;
             return;
         }
-        if let Some(first) = self.first_read.take() {
-            self.point_reads.push(first);
-        }
-        self.point_reads
-            .sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-        self.point_reads.dedup_by(|later, first| later.0 == first.0);
         for (key, staged) in self.writes.iter_mut() {
-            // Point reads of a key are only recorded before its first write
-            // (afterwards `read` returns the staged value).
-            staged.base = self
-                .point_reads
-                .binary_search_by(|(k, _)| k.cmp(key))
-                .ok()
-                .and_then(|i| self.point_reads.get(i))
-                .map(|(_, ts)| *ts);
+            // Point reads of a key are recorded only while they return
+            // committed data (before its first write, or onto appends).
+            staged.base = self.reads.get(key).map(|read| read.ts);
         }
         for range in &self.range_reads {
             let (start, end) = (range.start.as_ref(), range.end.as_ref());
@@ -468,7 +510,7 @@ impl DependencyTracker {
                 continue;
             }
             for (_, staged) in self.writes.range_mut(start, end) {
-                if range.seq < staged.first_seq {
+                if range.seq < staged.own_since {
                     staged.base = staged.base.max(Some(range.read_ts));
                 }
             }
@@ -489,10 +531,10 @@ impl DependencyTracker {
         })
     }
 
-    /// For a written key that the transaction read before first writing it
-    /// (a read-modify-write), the newest such observation: the version a
-    /// point read saw, or the timestamp a covering scan read at. `None` for a
-    /// blind write. Call [`seal`](Self::seal) first.
+    /// For a written key whose committed state the transaction read (a
+    /// read-modify-write), the newest such observation: the version a
+    /// point read saw, or the timestamp a covering scan read at. `None` for
+    /// a blind write. Call [`seal`](Self::seal) first.
     #[must_use]
     pub fn read_base(&self, key: &Key) -> Option<Timestamp> {
         debug_assert!(self.sealed, "seal() before read_base()");
@@ -512,8 +554,12 @@ mod tests {
             t.record_write(Key::from(k), StagedWrite::Delete);
         }
         t.record_range(Bound::Unbounded, Bound::Unbounded, 3);
-        assert!(!t.reset(), "a thousand reads are not worth keeping");
-        assert_eq!(t.point_reads.capacity(), 0);
+        for n in 0..100 {
+            t.record_range(Bound::Unbounded, Bound::Unbounded, n);
+        }
+        assert!(!t.reset(), "a hundred ranges are not worth keeping");
+        assert_eq!(t.range_reads.capacity(), 0);
+        assert_eq!(t.point_read_count(), 0);
         assert!(t.is_read_only());
         assert!(t.range_reads().is_empty());
         // An emptied footprint behaves as a new one.
@@ -543,7 +589,10 @@ mod tests {
             t.record_write(Key::from(k), StagedWrite::Delete);
         }
         t.seal();
-        assert_eq!(t.point_reads(), &[(Key::from("a"), 1), (Key::from("b"), 7)]);
+        assert_eq!(
+            t.point_reads().collect::<Vec<_>>(),
+            [(&Key::from("a"), 1), (&Key::from("b"), 7)]
+        );
         assert_eq!(t.read_base(&Key::from("a")), Some(1)); // outside the range
         assert_eq!(t.read_base(&Key::from("b")), Some(7)); // newest observation wins
         assert_eq!(t.read_base(&Key::from("c")), Some(5)); // only scanned
@@ -594,5 +643,73 @@ mod tests {
             0
         );
         assert_eq!(t.read_base(&a), None);
+    }
+
+    fn rows(v: &[i64]) -> Arc<RecordBatch> {
+        Arc::new(
+            RecordBatch::try_from_iter([(
+                "v",
+                Arc::new(arrow_array::Int64Array::from(v.to_vec())) as _,
+            )])
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_scan_over_a_staged_append_reads_the_committed_rows() {
+        // append; scan (sees committed ++ staged rows); then the key is
+        // read: its committed state is part of what the scan returned.
+        let mut t = DependencyTracker::new();
+        t.record_append(Key::from("log"), &rows(&[9])).unwrap();
+        t.record_range(Bound::Unbounded, Bound::Unbounded, 5);
+        t.seal();
+        assert_eq!(t.read_base(&Key::from("log")), Some(5));
+        // Still so once the appended key is rewritten from what was scanned.
+        t.record_write(Key::from("log"), StagedWrite::Put(rows(&[1, 9])));
+        t.record_range(Bound::Unbounded, Bound::Unbounded, 8); // sees own put
+        t.seal();
+        assert_eq!(t.read_base(&Key::from("log")), Some(5));
+        // Appends onto a put or a delete read nothing committed.
+        let mut t = DependencyTracker::new();
+        t.record_write(Key::from("a"), StagedWrite::Put(rows(&[1])));
+        t.record_append(Key::from("a"), &rows(&[2])).unwrap();
+        t.record_write(Key::from("d"), StagedWrite::Delete);
+        t.record_append(Key::from("d"), &rows(&[2])).unwrap();
+        t.record_range(Bound::Unbounded, Bound::Unbounded, 5);
+        t.seal();
+        assert_eq!(t.read_base(&Key::from("a")), None);
+        assert_eq!(t.read_base(&Key::from("d")), None);
+    }
+
+    #[test]
+    fn polling_a_key_keeps_one_observation() {
+        let mut t = DependencyTracker::new();
+        for ts in 1..=2_000 {
+            t.record_observation(&Key::from("k"), ts, Observed::Value(rows(&[1])));
+            t.record_read(&Key::from("other"), 3);
+        }
+        assert_eq!(t.point_read_count(), 2);
+        t.record_write(Key::from("k"), StagedWrite::Put(rows(&[1, 2])));
+        t.seal();
+        assert_eq!(t.read_base(&Key::from("k")), Some(2_000));
+        assert!(matches!(t.observed_value(&Key::from("k"), 2_000), Some(Some(_))));
+        // An older observation arriving later does not replace the newest.
+        t.record_read(&Key::from("k"), 5);
+        t.seal();
+        assert_eq!(t.read_base(&Key::from("k")), Some(2_000));
+    }
+
+    #[test]
+    fn absence_is_kept_whatever_the_version() {
+        // A read of a deleted key (a tombstone at 7) or of a key whose
+        // tombstone is gone (version 0) both saw "absent".
+        let mut t = DependencyTracker::new();
+        t.record_observation(&Key::from("gone"), 7, Observed::Absent);
+        t.record_read(&Key::from("never"), 0);
+        t.record_read(&Key::from("unknown"), 4);
+        assert_eq!(t.observed_value(&Key::from("gone"), 7), Some(None));
+        assert_eq!(t.observed_value(&Key::from("never"), 0), Some(None));
+        assert_eq!(t.observed_value(&Key::from("unknown"), 4), None);
+        assert_eq!(t.observed_value(&Key::from("gone"), 9), None);
     }
 }

@@ -233,7 +233,15 @@ pub struct SnapshotRegistry {
     /// Snapshots older than this stop pinning versions (and fail their next
     /// read, see [`expired`](Self::expired)).
     max_age: Option<Duration>,
-    /// Recent pins for committers, and whether one is computing new ones.
+    /// Recent pins for committers, on a cache line of their own: every
+    /// commit reads it, and a refresh writes it, which must not make every
+    /// `register` (reading the fields above) miss its cache.
+    pins_cache: CachePadded<PinsCache>,
+}
+
+/// The cached pins, and whether one committer is computing new ones.
+#[derive(Debug)]
+struct PinsCache {
     cache: AtomicShared<Pins>,
     refreshing: AtomicBool,
     refreshes: AtomicU64,
@@ -290,9 +298,11 @@ impl SnapshotRegistry {
             overflow_seq: AtomicU64::new(0),
             created: Instant::now(),
             max_age,
-            cache: AtomicShared::null(),
-            refreshing: AtomicBool::new(false),
-            refreshes: AtomicU64::new(0),
+            pins_cache: CachePadded::new(PinsCache {
+                cache: AtomicShared::null(),
+                refreshing: AtomicBool::new(false),
+                refreshes: AtomicU64::new(0),
+            }),
         }
     }
 
@@ -533,15 +543,33 @@ impl SnapshotRegistry {
     /// few more versions. One committer refreshes at a time; the others use
     /// the cache meanwhile.
     pub fn with_recent_pins<R>(&self, oracle: &TimestampOracle, f: impl FnOnce(&Pins) -> R) -> R {
+        self.with_pins_within(oracle, REFRESH_LAG, f)
+    }
+
+    /// Like [`with_recent_pins`](Self::with_recent_pins), but refreshes
+    /// the cache whenever the clock moved since it was filled (unless
+    /// another committer is refreshing it right now): for a commit that
+    /// prunes many keys, where one scan of the registry is cheap beside the
+    /// versions stale pins would keep.
+    pub fn with_fresh_pins<R>(&self, oracle: &TimestampOracle, f: impl FnOnce(&Pins) -> R) -> R {
+        self.with_pins_within(oracle, 1, f)
+    }
+
+    fn with_pins_within<R>(
+        &self,
+        oracle: &TimestampOracle,
+        lag: Timestamp,
+        f: impl FnOnce(&Pins) -> R,
+    ) -> R {
         let guard = Guard::new();
         let visible = oracle.visible();
-        let cached = self.cache.load(Ordering::Acquire, &guard).as_ref();
+        let cached = self.pins_cache.cache.load(Ordering::Acquire, &guard).as_ref();
         if let Some(pins) = cached
-            && visible.saturating_sub(pins.visible) < REFRESH_LAG
+            && visible.saturating_sub(pins.visible) < lag
         {
             return f(pins);
         }
-        if self.refreshing.swap(true, Ordering::Acquire) {
+        if self.pins_cache.refreshing.swap(true, Ordering::Acquire) {
             // Another committer is refreshing. Its pins come soon, unless it
             // was preempted: far behind the clock, scan for ourselves
             // rather than keep every version since the cached `visible`.
@@ -551,12 +579,13 @@ impl SnapshotRegistry {
             };
         }
         let mut fresh = self.pins(oracle);
-        fresh.seq = self.refreshes.fetch_add(1, Ordering::Relaxed) + 1;
+        fresh.seq = self.pins_cache.refreshes.fetch_add(1, Ordering::Relaxed) + 1;
         let fresh = Shared::new(fresh);
         let old = self
+            .pins_cache
             .cache
             .swap((Some(fresh.clone()), Tag::None), Ordering::AcqRel);
-        self.refreshing.store(false, Ordering::Release);
+        self.pins_cache.refreshing.store(false, Ordering::Release);
         drop(old);
         f(&fresh)
     }

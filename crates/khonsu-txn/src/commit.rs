@@ -10,9 +10,10 @@
 //!  6. make it durable: join the next group write and wait for its sync
 //!                                               (Durability::persist) — an error aborts here
 //!  7. insert the versions
-//!  8. prune below them, release the intents, publish the timestamp (in
-//!     order)                                    — now visible, atomically;
-//!     then revisit a queued key (bounded reclamation work)
+//!  8. release the intents, publish the timestamp (in order)
+//!                                               — now visible, atomically
+//!  9. (after the transaction released its snapshot) prune below the new
+//!     versions, revisit a queued key or two     (Published::prune)
 //! ```
 //!
 //! [`commit`] takes its parts — the shared state and a [`CommitRequest`]
@@ -31,7 +32,7 @@ use khonsu_concurrency::{
     Conflict, ConflictKind, DependencyTracker, ReadBase, Resolved, StagedWrite,
     TransactionIsolation, WritePolicy, resolve_write, validate_serializable,
 };
-use khonsu_core::{CommitTicket, Key, KeyIntent, Timestamp};
+use khonsu_core::{CommitTicket, Installed, Key, KeyIntent, Pins, Timestamp};
 use khonsu_storage::{CommitRecord, StorageMutation};
 use smallvec::SmallVec;
 use snafu::{IntoError, ResultExt};
@@ -55,6 +56,10 @@ const INLINE_INTENTS: usize = 4;
 
 /// Deferred-reclamation keys a commit revisits on its way out.
 const DEFERRED_GC_PER_COMMIT: usize = 2;
+
+/// Keys a commit installs from which it prunes them with fresh pins (one
+/// scan of the snapshot registry) rather than the cached ones.
+const FRESH_PINS_KEYS: usize = 16;
 
 /// What a successful commit did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -108,24 +113,34 @@ struct Slot<'a> {
 }
 
 /// What an early return undoes, in drop order (fields drop top to bottom):
-/// the intents are released unchanged, then the ticket publishes empty.
+/// the intents are released unchanged, then the ticket (once taken)
+/// publishes empty. Built once and filled in place: the slots are a few
+/// hundred bytes inline, and moving them cost a tenth of a blind write.
 struct InFlight<'a> {
     slots: SmallVec<[Slot<'a>; INLINE_INTENTS]>,
-    ticket: CommitTicket<'a>,
+    ticket: Option<CommitTicket<'a>>,
 }
 
 /// Runs steps 2 to 8 for a transaction whose footprint has writes (step 1
-/// is the caller's: a transaction without writes never gets here).
-pub(crate) fn commit(shared: &Shared, request: &CommitRequest<'_>) -> Result<CommitInfo> {
+/// is the caller's: a transaction without writes never gets here); step 9
+/// is the [`Published`] it returns.
+pub(crate) fn commit<'s>(
+    shared: &'s Shared,
+    request: &CommitRequest<'s>,
+) -> Result<(CommitInfo, Published<'s>)> {
     let txn_id = request.txn_id;
-    let slots = take_intents(shared, request)?;
+    let mut flight = InFlight {
+        slots: SmallVec::new(),
+        ticket: None,
+    };
+    take_intents(shared, request, &mut flight.slots)?;
 
     // 3. The timestamp comes after the intents (Silo's order): a
     //    transaction that validates a key after this point either sees our
     //    intent, or takes its timestamp before ours.
     let ticket = shared.oracle.allocate().context(ClockSnafu { txn_id })?;
-    let mut flight = InFlight { slots, ticket };
-    let commit_ts = flight.ticket.ts();
+    let commit_ts = ticket.ts();
+    flight.ticket = Some(ticket);
 
     // 4. Serializable: nothing read may have changed since it was read.
     //    When no timestamp lies between the snapshot and ours, nothing can
@@ -175,27 +190,54 @@ pub(crate) fn commit(shared: &Shared, request: &CommitRequest<'_>) -> Result<Com
         return Err(InstallSnafu { txn_id }.into_error(err));
     }
 
-    // 8. Prune below the new versions and release the intents, then
-    //    publish. The intents go first: once the commit is visible, a
-    //    transaction whose snapshot contains it must not find the keys
-    //    locked (a validator would abort on the lock bit, a fail-fast
-    //    writer on a conflict that is not one). Pruning is a short walk
-    //    per key; what is left to reclaim is queued for later commits.
-    let InFlight { slots, ticket } = flight;
-    shared.snapshots.with_recent_pins(&shared.oracle, |pins| {
-        for slot in slots {
-            slot.intent.finish(pins);
-        }
-    });
+    // 8. Release the intents, then publish. The intents go first: once the
+    //    commit is visible, a transaction whose snapshot contains it must
+    //    not find the keys locked (a validator would abort on the lock bit,
+    //    a fail-fast writer on a conflict that is not one). Nothing else
+    //    happens between install and publish: later commits wait for our
+    //    publish (timestamp order), so this window is kept short.
+    let installed = flight
+        .slots
+        .drain(..)
+        .filter_map(|slot| slot.intent.release_installed())
+        .collect();
     // Every snapshot from now on sees all of this commit.
-    ticket.publish();
-    // Bounded background work: revisit a queued key or two.
-    if shared.buffer.has_deferred() {
-        shared.snapshots.with_recent_pins(&shared.oracle, |pins| {
-            shared.buffer.collect_deferred(pins, DEFERRED_GC_PER_COMMIT);
-        });
+    if let Some(ticket) = flight.ticket.take() {
+        ticket.publish();
     }
-    Ok(info)
+    Ok((info, Published { installed }))
+}
+
+/// A published commit's keys, still to be pruned ([`Published::prune`]).
+pub(crate) struct Published<'a> {
+    installed: SmallVec<[Installed<'a>; INLINE_INTENTS]>,
+}
+
+impl Published<'_> {
+    /// Step 9, after the publish (and after the transaction released its
+    /// own snapshot, which would otherwise keep the versions it read):
+    /// prunes below the new versions, then revisits a queued key or two
+    /// (bounded reclamation work). A short walk per key, with pins taken
+    /// after the publish — refreshed for a commit of many keys — so the
+    /// versions this commit covered go at once unless a snapshot reads
+    /// them; what is left is queued for later commits.
+    pub(crate) fn prune(self, shared: &Shared) {
+        if self.installed.is_empty() {
+            return;
+        }
+        let fresh = self.installed.len() >= FRESH_PINS_KEYS;
+        let prune = |pins: &Pins| {
+            for key in self.installed {
+                key.prune(pins);
+            }
+            shared.buffer.collect_deferred(pins, DEFERRED_GC_PER_COMMIT);
+        };
+        if fresh {
+            shared.snapshots.with_fresh_pins(&shared.oracle, prune);
+        } else {
+            shared.snapshots.with_recent_pins(&shared.oracle, prune);
+        }
+    }
 }
 
 /// Step 7: pushes every version; every key is checked first, so an error
@@ -227,9 +269,10 @@ fn install(
 fn take_intents<'a>(
     shared: &'a Shared,
     request: &CommitRequest<'a>,
-) -> Result<SmallVec<[Slot<'a>; INLINE_INTENTS]>> {
+    slots: &mut SmallVec<[Slot<'a>; INLINE_INTENTS]>,
+) -> Result<()> {
     let txn_id = request.txn_id;
-    let mut slots = SmallVec::with_capacity(request.footprint.write_count());
+    slots.reserve(request.footprint.write_count());
     for sealed in request.footprint.sealed_writes() {
         let (key, write, read_base) = (sealed.key, sealed.write, sealed.read_base);
         let policy = request.policy.for_write(sealed.resolution);
@@ -268,7 +311,7 @@ fn take_intents<'a>(
             install: Install::Skip,
         });
     }
-    Ok(slots)
+    Ok(())
 }
 
 /// Step 5: settles each write (conflict resolution) and, when the database

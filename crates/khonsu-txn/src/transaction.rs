@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use khonsu_concurrency::{
-    ConflictResolution, DependencyTracker, StagedWrite, TransactionIsolation, WritePolicy,
+    ConflictResolution, DependencyTracker, Observed, StagedWrite, TransactionIsolation, WritePolicy,
     range_is_empty,
 };
 use khonsu_core::{Key, KeyRange, RegisteredSnapshot, Timestamp};
@@ -278,13 +278,16 @@ impl Transaction {
         let version = self.shared.buffer.read_at(&key, read_ts);
         self.check_age()?;
         if !self.read_only {
-            let keep_value = self.isolation == TransactionIsolation::ReadCommitted;
-            let tracker = self.tracker_mut();
-            tracker.record_read(&key, version.commit_ts);
-            if keep_value && let Some(value) = &version.value {
-                // What an `Append`-resolved rewrite of the key extends.
-                tracker.record_observed(&key, version.commit_ts, Arc::clone(value));
-            }
+            // The value itself only where a resolution can use it: an
+            // `Append`-resolved rewrite at `ReadCommitted` appends only
+            // the rows it added to what it read. One entry per key.
+            let observed = match &version.value {
+                None => Observed::Absent,
+                Some(value) if self.keeps_read_values() => Observed::Value(Arc::clone(value)),
+                Some(_) => Observed::Unknown,
+            };
+            self.tracker_mut()
+                .record_observation(&key, version.commit_ts, observed);
         }
         match (appended, version.value) {
             (None, value) => Ok(value),
@@ -299,6 +302,13 @@ impl Transaction {
                     })
             }
         }
+    }
+
+    /// Whether point reads keep the batch they saw: only at `ReadCommitted`
+    /// under the `Append` resolution, the one that uses it.
+    fn keeps_read_values(&self) -> bool {
+        self.isolation == TransactionIsolation::ReadCommitted
+            && self.resolution == ConflictResolution::Append
     }
 
     /// Counts this transaction among the durable database's open writers
@@ -544,9 +554,11 @@ impl Transaction {
     /// the transaction's own writes, as [`scan`](Self::scan) does. It
     /// records the same read dependency as `scan`, for the part of the
     /// range it went through: all of it once it returned `None` by
-    /// reaching the end, otherwise up to the last key it yielded (a key
-    /// inserted after a `limit` stopped it is not a phantom). Nothing is
-    /// recorded before the first call to `next`.
+    /// reaching the end, otherwise the stretches it yielded, up to the
+    /// last key it yielded in each direction (a key inserted after a
+    /// `limit` stopped it is not a phantom). Nothing is recorded before the
+    /// first call to `next`. `limit` and `reverse` may be called on a
+    /// started iterator: they shape what is still to come.
     ///
     /// ```
     /// use std::sync::Arc;
@@ -659,7 +671,16 @@ impl Transaction {
             },
             footprint: &footprint,
         };
-        let result = crate::commit::commit(&self.shared, &request);
+        let result = crate::commit::commit(&self.shared, &request).map(|(info, published)| {
+            // Committed: the transaction reads nothing more, so its
+            // snapshot goes before pruning (it would keep the versions this
+            // commit just covered).
+            if let Some(registration) = self.registration.take() {
+                self.shared.snapshots.release(registration);
+            }
+            published.prune(&self.shared);
+            info
+        });
         self.tracker = Some(footprint);
         match &result {
             Ok(_) => self.shared.counters.committed(started.elapsed()),
@@ -760,7 +781,10 @@ enum Phase {
 /// [`reverse`](Self::reverse)), reading the buffer a page at a time.
 ///
 /// After an error (the snapshot grew too old) it yields nothing more.
-/// Dropping it records the part of the range it went through as read.
+/// Dropping it records what it went through as read: the whole range once
+/// it returned `None` at the end, otherwise exactly the stretches it
+/// yielded — from the start of the range up to the last key yielded going
+/// forward, and from the last key yielded going backward to the end.
 pub struct ScanIter<'t> {
     txn: &'t mut Transaction,
     /// The range as asked for (what is recorded once it is exhausted).
@@ -774,7 +798,10 @@ pub struct ScanIter<'t> {
     phase: Phase,
     remaining: Option<usize>,
     reverse: bool,
-    last_yielded: Option<Key>,
+    /// The last key yielded in ascending order: `start..=front` was read.
+    front: Option<Key>,
+    /// The last key yielded in descending order: `back..=end` was read.
+    back: Option<Key>,
 }
 
 impl fmt::Debug for ScanIter<'_> {
@@ -807,21 +834,45 @@ impl<'t> ScanIter<'t> {
             },
             remaining: None,
             reverse: false,
-            last_yielded: None,
+            front: None,
+            back: None,
         }
     }
 
-    /// Yields at most `n` keys.
+    /// Yields at most `n` more keys (counted from when it is called, so on
+    /// a started iterator it limits what is still to come).
     #[must_use]
     pub fn limit(mut self, n: usize) -> Self {
         self.remaining = Some(n);
         self
     }
 
-    /// Yields the keys in descending order, from the end of the range.
+    /// Yields the keys in descending order, from the end of the range. On
+    /// an iterator that already yielded keys in ascending order, it yields
+    /// the keys it has not yielded yet, from the end of the range down to
+    /// just after the last one it yielded (like `DoubleEndedIterator`'s
+    /// `next_back`). Calling it again changes nothing.
     #[must_use]
     pub fn reverse(mut self) -> Self {
+        if self.reverse {
+            return self;
+        }
         self.reverse = true;
+        if self.read_ts.is_some() && matches!(self.phase, Phase::Reading | Phase::Drained) {
+            // Started ascending: what is left lies after the last key
+            // yielded. The page read ahead is dropped and read again from
+            // the other end, at the same timestamp.
+            self.page.clear();
+            self.lo = self
+                .front
+                .clone()
+                .map_or_else(|| self.start.clone(), Bound::Excluded);
+            self.phase = if range_is_empty(self.lo.as_ref(), self.hi.as_ref()) {
+                Phase::Drained
+            } else {
+                Phase::Reading
+            };
+        }
         self
     }
 
@@ -901,7 +952,12 @@ impl Iterator for ScanIter<'_> {
                 if let Some(n) = self.remaining.as_mut() {
                     *n -= 1;
                 }
-                self.last_yielded = Some(key.clone());
+                let last = if self.reverse {
+                    &mut self.back
+                } else {
+                    &mut self.front
+                };
+                *last = Some(key.clone());
                 return Some(Ok((key, batch)));
             }
             if self.phase == Phase::Drained {
@@ -926,15 +982,22 @@ impl Drop for ScanIter<'_> {
         if self.txn.read_only {
             return;
         }
-        let (start, end) = if self.phase == Phase::Exhausted {
-            (self.start.clone(), self.end.clone())
-        } else {
-            match (self.last_yielded.take(), self.reverse) {
-                (None, _) => return,
-                (Some(last), false) => (self.start.clone(), Bound::Included(last)),
-                (Some(last), true) => (Bound::Included(last), self.end.clone()),
-            }
-        };
-        self.txn.tracker_mut().record_range(start, end, read_ts);
+        if self.phase == Phase::Exhausted {
+            let (start, end) = (self.start.clone(), self.end.clone());
+            self.txn.tracker_mut().record_range(start, end, read_ts);
+            return;
+        }
+        if let Some(front) = self.front.take() {
+            let start = self.start.clone();
+            self.txn
+                .tracker_mut()
+                .record_range(start, Bound::Included(front), read_ts);
+        }
+        if let Some(back) = self.back.take() {
+            let end = self.end.clone();
+            self.txn
+                .tracker_mut()
+                .record_range(Bound::Included(back), end, read_ts);
+        }
     }
 }

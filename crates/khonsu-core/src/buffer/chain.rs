@@ -84,17 +84,22 @@ pub(super) struct Pruned {
     /// snapshots that may register at `visible` or later, which the key's
     /// next commit or the next sweep handles).
     pub(super) pinned: bool,
+    /// Whether a version below the newest is kept only because it is newer
+    /// than the pins' `visible`: the pins predate it (cached pins lag the
+    /// clock by a few commits), and newer pins may free it.
+    pub(super) early: bool,
 }
 
 impl Pruned {
     /// Whether a later pass may find more to reclaim: versions kept for
     /// open snapshots that will close, a tombstone whose head can go, or a
     /// chain this pass did not finish. (A key that only keeps the version
-    /// visible at the pins' clock besides its newest — every key just
-    /// written keeps one — is left to its next commit or to a sweep, so
-    /// that the queue holds only keys open snapshots pin.)
+    /// visible at the pins' clock besides its newest is left to its next
+    /// commit or to a sweep, so that the queue holds only keys open
+    /// snapshots pin or that were pruned with pins older than their
+    /// versions.)
     pub(super) fn revisit(self) -> bool {
-        !self.complete || self.pinned || self.tombstone_only
+        !self.complete || self.pinned || self.tombstone_only || self.early
     }
 }
 
@@ -204,6 +209,7 @@ impl Head {
                 complete: true,
                 tombstone_only: false,
                 pinned: false,
+                early: false,
             };
         };
         // The last kept version (the run being dropped hangs from it) and
@@ -215,6 +221,7 @@ impl Head {
         let mut previous: &Version = newest;
         let mut dropping = false;
         let mut pinned = false;
+        let mut early = false;
         let mut walked = 0_usize;
         let mut cursor = newest.older.load(Ordering::Acquire, &guard).as_ref();
         while let Some(version) = cursor {
@@ -227,6 +234,7 @@ impl Head {
                     complete: false,
                     tombstone_only: false,
                     pinned,
+                    early,
                 };
             }
             walked += 1;
@@ -239,6 +247,7 @@ impl Head {
                 // Kept for an open snapshot below `visible`, not only for
                 // snapshots yet to register.
                 pinned |= pins.held_by_snapshot(version.ts, previous.ts);
+                early |= version.ts > pins.visible;
                 kept_above = version;
                 if version.value.is_some() {
                     lowest_value = Some(version);
@@ -263,6 +272,7 @@ impl Head {
             complete: true,
             tombstone_only: lowest_value.is_none(),
             pinned: pinned && !std::ptr::eq(last_needed, newest),
+            early: early && !std::ptr::eq(last_needed, newest),
         }
     }
 }

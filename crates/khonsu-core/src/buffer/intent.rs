@@ -90,7 +90,7 @@ pub struct KeyIntent<'a> {
     pub(super) finished: bool,
 }
 
-impl KeyIntent<'_> {
+impl<'a> KeyIntent<'a> {
     /// The key this intent is on.
     #[must_use]
     pub fn key(&self) -> &Key {
@@ -195,6 +195,32 @@ impl KeyIntent<'_> {
         self.finish_without_install();
     }
 
+    /// Releases the intent after [`insert_version`](Self::insert_version)
+    /// *without* pruning, and returns the key for the committer to prune
+    /// once its commit is published ([`Installed::prune`]); `None` when
+    /// nothing was installed (the intent is just released).
+    ///
+    /// This is the commit path's split of [`finish`](Self::finish): the
+    /// intent goes before the publish (a transaction whose snapshot
+    /// contains the commit must not find the key locked), and pruning — a
+    /// walk, and now and then a scan of the snapshot registry — waits until
+    /// after it, outside the window in which later commits wait to publish
+    /// in timestamp order. Pruned then, with pins taken after the publish,
+    /// the version the commit covered goes at once unless a snapshot reads
+    /// it.
+    pub fn release_installed(mut self) -> Option<Installed<'a>> {
+        let installed = self.installed;
+        self.finish_without_install();
+        if !installed {
+            return None;
+        }
+        let entry = std::mem::replace(&mut self.entry, CountedHead(None));
+        Some(Installed {
+            buffer: self.buffer,
+            entry,
+        })
+    }
+
     /// Releases the intent without installing anything. A head this intent
     /// created for a key that never had a version is unlinked again, so
     /// aborted inserts leave nothing behind.
@@ -218,6 +244,44 @@ impl Drop for KeyIntent<'_> {
             self.finish_without_install();
         }
         // Then `entry` drops its reference to the head.
+    }
+}
+
+/// A key a committer installed a version of and released
+/// ([`KeyIntent::release_installed`]), still to be pruned.
+///
+/// It holds the key's head (a reference count), not the key: dropping it
+/// without [`prune`](Self::prune) leaves the versions to the key's next
+/// commit, the deferred queue or a sweep.
+#[derive(Debug)]
+#[must_use = "prune it once the commit is published"]
+pub struct Installed<'a> {
+    buffer: &'a TxnBuffer,
+    entry: CountedHead<'a>,
+}
+
+impl Installed<'_> {
+    /// The key.
+    #[must_use]
+    pub fn key(&self) -> &Key {
+        self.entry.key()
+    }
+
+    /// Prunes what `pins` allow below the key's newest version (a bounded
+    /// walk) and queues the key if a later pass may reclaim more. If
+    /// another committer or a reclaimer holds the key by now, it is left to
+    /// them (a committer prunes what it installs) and queued.
+    pub fn prune(self, pins: &Pins) {
+        let head = self.entry.head();
+        let state::Taken::Yes(latest_ts) = state::take(&head.word, PRUNING) else {
+            self.buffer.enqueue_head(&self.entry, pins.seq);
+            return;
+        };
+        let hold = PruneHold::new(self.entry, latest_ts);
+        let pruned = hold.prune(pins, COMMIT_WALK_LIMIT, self.buffer);
+        if pruned.revisit() {
+            self.buffer.enqueue_head(&hold.entry, pins.seq);
+        }
     }
 }
 

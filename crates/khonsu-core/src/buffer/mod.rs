@@ -24,7 +24,6 @@ mod loom_tests;
 mod tests;
 
 use crossbeam_epoch as epoch;
-use crossbeam_queue::SegQueue;
 use crossbeam_skiplist::SkipList;
 use crossbeam_utils::Backoff;
 
@@ -34,7 +33,7 @@ use chain::Head;
 use intent::CountedHead;
 use state::{LOCKED, Taken};
 
-pub use intent::KeyIntent;
+pub use intent::{Installed, KeyIntent};
 pub use reclaim::BufferStats;
 pub use state::IntentState;
 
@@ -111,7 +110,7 @@ pub struct TxnBuffer {
     heads: SkipList<Key, Head>,
     /// Keys to revisit, each with the sequence number of the pins it was
     /// last pruned with.
-    deferred: SegQueue<(Key, u64)>,
+    deferred: reclaim::DeferredQueue,
     /// Counters behind [`stats`](Self::stats).
     tally: reclaim::Tally,
 }
@@ -121,7 +120,7 @@ impl Default for TxnBuffer {
         Self {
             // The default collector: the one `epoch::pin()` guards belong to.
             heads: SkipList::new(epoch::default_collector().clone()),
-            deferred: SegQueue::new(),
+            deferred: reclaim::DeferredQueue::default(),
             tally: reclaim::Tally::default(),
         }
     }

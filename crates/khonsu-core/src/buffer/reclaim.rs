@@ -17,6 +17,7 @@ use std::ops::{Bound, ControlFlow};
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use crossbeam_epoch as epoch;
+use crossbeam_queue::SegQueue;
 use crossbeam_utils::CachePadded;
 
 use super::TxnBuffer;
@@ -37,6 +38,106 @@ thread_local! {
         static NEXT: AtomicUsize = AtomicUsize::new(0);
         NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
     };
+
+    /// Calls of [`DeferredQueue::pop`] on this thread, to take turns at
+    /// other threads' stripes.
+    static POPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// This thread's stripe.
+fn my_stripe() -> usize {
+    STRIPE.try_with(|s| *s).unwrap_or(0)
+}
+
+/// A thread whose own stripe of the deferred queue is empty looks at
+/// another thread's once in this many pops.
+const STEAL_EVERY: usize = 8;
+
+/// The deferred-reclamation queue: keys to revisit, each with the sequence
+/// number of the pins it was last pruned with, striped by thread.
+///
+/// A committer queues the keys it installed on its own stripe and revisits
+/// from it, so committers on different threads touch no common cache line
+/// (one shared queue cost two threads of blind writes half their
+/// throughput: every commit pushed or popped its head and tail). A thread
+/// whose own stripe is empty takes, now and then, from another stripe in
+/// turn, so keys queued by a thread that stopped committing are still
+/// revisited.
+#[derive(Debug)]
+pub(super) struct DeferredQueue {
+    stripes: [CachePadded<SegQueue<(Key, u64)>>; STRIPES],
+}
+
+impl Default for DeferredQueue {
+    fn default() -> Self {
+        Self {
+            stripes: std::array::from_fn(|_| CachePadded::new(SegQueue::new())),
+        }
+    }
+}
+
+impl DeferredQueue {
+    #[expect(
+        clippy::indexing_slicing,
+        reason = "the index is reduced modulo the array's length"
+    )]
+    fn stripe(&self, index: usize) -> &SegQueue<(Key, u64)> {
+        &self.stripes[index % STRIPES]
+    }
+
+    /// Queues `key` on this thread's stripe.
+    pub(super) fn push(&self, key: Key, pruned_with: u64) {
+        self.stripe(my_stripe()).push((key, pruned_with));
+    }
+
+    /// The next key to revisit: from this thread's stripe, or, when it is
+    /// empty, now and then from another one. Also says which stripe it
+    /// came from (to put it back there).
+    pub(super) fn pop(&self) -> Option<(usize, Key, u64)> {
+        let own = my_stripe();
+        if let Some((key, seq)) = self.stripe(own).pop() {
+            return Some((own, key, seq));
+        }
+        let turn = POPS
+            .try_with(|pops| {
+                let n = pops.get().wrapping_add(1);
+                pops.set(n);
+                n
+            })
+            .unwrap_or(0);
+        if turn % STEAL_EVERY != 0 {
+            return None;
+        }
+        let other = (own + 1 + (turn / STEAL_EVERY) % (STRIPES - 1)) % STRIPES;
+        self.stripe(other).pop().map(|(key, seq)| (other, key, seq))
+    }
+
+    /// Puts an entry back on the stripe it came from.
+    pub(super) fn push_back(&self, stripe: usize, key: Key, pruned_with: u64) {
+        self.stripe(stripe).push((key, pruned_with));
+    }
+
+    /// Takes every entry queued when it is called.
+    pub(super) fn drain(&self) -> Vec<Key> {
+        let mut keys = Vec::new();
+        for stripe in &self.stripes {
+            for _ in 0..stripe.len() {
+                match stripe.pop() {
+                    Some((key, _)) => keys.push(key),
+                    None => break,
+                }
+            }
+        }
+        keys
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.stripes.iter().map(|s| s.len()).sum()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.stripes.iter().all(|s| s.is_empty())
+    }
 }
 
 /// Counts of what the buffer holds, kept as commits and reclamation go
@@ -91,8 +192,7 @@ impl Tally {
         reason = "the index is reduced modulo the array's length"
     )]
     fn stripe(&self) -> &Stripe {
-        let index = STRIPE.try_with(|s| *s).unwrap_or(0);
-        &self.stripes[index % STRIPES]
+        &self.stripes[my_stripe() % STRIPES]
     }
 
     /// A version was pushed on top of one of `covered` bytes (`None`: the
@@ -143,13 +243,17 @@ impl Tally {
 }
 
 impl TxnBuffer {
+    /// The key's head, counted, if the key is there.
+    fn counted(&self, key: &Key) -> Option<CountedHead<'_>> {
+        let guard = &epoch::pin();
+        Some(CountedHead::new(self.heads.get(key, guard)?.pin()?))
+    }
+
     /// Takes the key for reclamation if neither a committer nor another
     /// reclaimer holds it right now.
+    #[cfg(test)]
     pub(super) fn try_prune_hold(&self, key: &Key) -> Option<super::intent::PruneHold<'_>> {
-        let entry = {
-            let guard = &epoch::pin();
-            CountedHead::new(self.heads.get(key, guard)?.pin()?)
-        };
+        let entry = self.counted(key)?;
         match state::take(&entry.head().word, state::PRUNING) {
             state::Taken::Yes(latest_ts) => Some(super::intent::PruneHold::new(entry, latest_ts)),
             _ => None,
@@ -157,37 +261,39 @@ impl TxnBuffer {
     }
 
     /// Revisits up to `budget` keys queued for deferred reclamation with
-    /// `pins`. Called by committers after they publish; cheap when the
-    /// queue is empty, and it stops at keys last pruned with these very
-    /// pins (nothing new to find).
+    /// `pins`. Called by committers after they publish; cheap when this
+    /// thread's stripe of the queue is empty, and it stops at keys last
+    /// pruned with these very pins (nothing new to find).
     pub fn collect_deferred(&self, pins: &Pins, budget: usize) {
         for _ in 0..budget {
-            let Some((key, pruned_with)) = self.deferred.pop() else {
+            let Some((stripe, key, pruned_with)) = self.deferred.pop() else {
                 return;
             };
             if pins.seq != 0 && pins.seq <= pruned_with {
-                // Queued with these pins (and the queue is roughly in that
+                // Queued with these pins (and a stripe is roughly in that
                 // order): keep it queued, stop here.
-                self.deferred.push((key, pruned_with));
+                self.deferred.push_back(stripe, key, pruned_with);
                 return;
             }
-            if let Some(entry) = self.heads.get(&key, &epoch::pin()) {
-                state::clear_queued(&entry.value().word);
-            }
-            self.revisit(&key, pins, REVISIT_WALK_LIMIT, pruned_with);
+            let Some(entry) = self.counted(&key) else {
+                continue; // gone
+            };
+            state::clear_queued(&entry.head().word);
+            self.revisit(entry, pins, REVISIT_WALK_LIMIT, pruned_with);
         }
     }
 
-    /// One reclamation step on `key`: prune, and drop the head if only a
+    /// One reclamation step on a key: prune, and drop the head if only a
     /// tombstone no open transaction predates is left; queue it again if
     /// more may come free later.
-    fn revisit(&self, key: &Key, pins: &Pins, walk_limit: usize, queued_with: u64) {
-        let Some(hold) = self.try_prune_hold(key) else {
+    fn revisit(&self, entry: CountedHead<'_>, pins: &Pins, walk_limit: usize, queued_with: u64) {
+        let state::Taken::Yes(latest_ts) = state::take(&entry.head().word, state::PRUNING) else {
             // A committer holds it (and prunes it itself), or the key is
-            // gone. Keep it queued unless it is gone.
-            self.enqueue(key, queued_with);
+            // going. Keep it queued unless it is going.
+            self.enqueue_head(&entry, queued_with);
             return;
         };
+        let hold = super::intent::PruneHold::new(entry, latest_ts);
         let pruned = hold.prune(pins, walk_limit, self);
         // The head carries the key's newest commit timestamp, which
         // write-write checks of open transactions compare with their
@@ -197,7 +303,7 @@ impl TxnBuffer {
             return;
         }
         if pruned.revisit() {
-            self.enqueue(key, pins.seq);
+            self.enqueue_head(&hold.entry, pins.seq);
         }
     }
 
@@ -208,13 +314,23 @@ impl TxnBuffer {
     /// held only while its own chain is pruned, so a concurrent commit
     /// waits at most for one chain, never for the sweep.
     pub fn collect_garbage(&self, pins: &Pins) {
+        // The sweep visits every key, so the queue starts afresh: what
+        // still needs a later pass is queued again by the sweep (a key
+        // left queued would be counted, and revisited, for nothing).
+        for key in self.deferred.drain() {
+            if let Some(entry) = self.heads.get(&key, &epoch::pin()) {
+                state::clear_queued(&entry.value().word);
+            }
+        }
         let mut keys: Vec<Key> = Vec::new();
         let _ = self.walk_heads::<()>(Bound::Unbounded, Bound::Unbounded, |key, _| {
             keys.push(key.clone());
             ControlFlow::Continue(())
         });
         for key in &keys {
-            self.revisit(key, pins, usize::MAX, pins.seq);
+            if let Some(entry) = self.counted(key) {
+                self.revisit(entry, pins, usize::MAX, pins.seq);
+            }
         }
         // Hand this thread's deferred frees to the epoch collectors: the
         // skiplist's (crossbeam-epoch) and the versions' (sdd).
@@ -222,19 +338,11 @@ impl TxnBuffer {
         sdd::Guard::new().accelerate();
     }
 
-    /// Queues `key` for deferred reclamation (once: the `QUEUED` flag),
+    /// Queues a key for deferred reclamation (once: the `QUEUED` flag),
     /// noting the pins it was last pruned with.
-    fn enqueue(&self, key: &Key, pruned_with: u64) {
-        if let Some(entry) = self.heads.get(key, &epoch::pin())
-            && state::mark_queued(&entry.value().word)
-        {
-            self.deferred.push((entry.key().clone(), pruned_with));
-        }
-    }
-
     pub(super) fn enqueue_head(&self, head: &CountedHead<'_>, pruned_with: u64) {
         if state::mark_queued(&head.head().word) {
-            self.deferred.push((head.key().clone(), pruned_with));
+            self.deferred.push(head.key().clone(), pruned_with);
         }
     }
 
@@ -261,8 +369,8 @@ impl TxnBuffer {
         (keys, versions)
     }
 
-    /// Whether any key is queued for deferred reclamation (cheap: committers
-    /// ask before they fetch pins for [`collect_deferred`](Self::collect_deferred)).
+    /// Whether any key is queued for deferred reclamation (a look at every
+    /// stripe of the queue).
     #[must_use]
     pub fn has_deferred(&self) -> bool {
         !self.deferred.is_empty()

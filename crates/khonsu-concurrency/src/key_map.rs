@@ -1,5 +1,6 @@
-//! [`WriteSet`]: a transaction's staged writes, in key order, without an
-//! allocation per key for the common small transaction.
+//! [`KeyMap`]: a transaction's staged writes or point reads, in key order,
+//! one entry per key, without an allocation per key for the common small
+//! transaction.
 
 use std::borrow::Borrow;
 use std::collections::BTreeMap;
@@ -8,31 +9,31 @@ use std::ops::Bound;
 use khonsu_core::Key;
 use smallvec::SmallVec;
 
-/// Writes kept in a sorted `Vec` up to this many keys; beyond it, in a
-/// `BTreeMap` (sorted insertion into a `Vec` moves `O(n)` entries).
-const SMALL_WRITES: usize = 32;
+/// Entries kept in a sorted array up to this many keys; beyond it, in a
+/// `BTreeMap` (sorted insertion into an array moves `O(n)` entries).
+const SMALL_KEYS: usize = 32;
 
-/// Capacity allocated when a second key is written (one allocation for the
-/// typical transaction of a few writes; a single write allocates nothing).
+/// Capacity allocated for a second key (one allocation for the typical
+/// transaction of a few reads or writes; a single one allocates nothing).
 const FIRST_CAPACITY: usize = 8;
 
-/// The small representation: one write inline, then a sorted heap array.
+/// The small representation: one entry inline, then a sorted heap array.
 type Small<V> = SmallVec<[(Key, V); 1]>;
 
-/// Key-ordered map of a transaction's writes.
+/// Key-ordered map of a transaction's writes (or of its point reads).
 ///
-/// Small sets are one sorted array (binary search): the first write is
+/// Small sets are one sorted array (binary search): the first entry is
 /// stored inline, up to [`FIRST_CAPACITY`] keys take one allocation, and
 /// an empty set costs nothing to build or drop. Larger sets move to a
 /// `BTreeMap` once, so a transaction staging a million keys in random order
 /// stays `O(n log n)`.
 #[derive(Debug)]
-pub(crate) enum WriteSet<V> {
+pub(crate) enum KeyMap<V> {
     Small(Small<V>),
     Large(BTreeMap<Key, V>),
 }
 
-impl<V> Default for WriteSet<V> {
+impl<V> Default for KeyMap<V> {
     fn default() -> Self {
         Self::Small(SmallVec::new())
     }
@@ -53,7 +54,7 @@ fn small_range<V>(entries: &[(Key, V)], start: Bound<&Key>, end: Bound<&Key>) ->
     (from, to.max(from))
 }
 
-impl<V> WriteSet<V> {
+impl<V> KeyMap<V> {
     pub(crate) fn len(&self) -> usize {
         match self {
             Self::Small(entries) => entries.len(),
@@ -65,7 +66,7 @@ impl<V> WriteSet<V> {
         self.len() == 0
     }
 
-    /// Drops every write. A small set keeps its array for reuse; a large
+    /// Drops every entry. A small set keeps its array for reuse; a large
     /// one goes back to the empty small form.
     pub(crate) fn clear(&mut self) {
         match self {
@@ -74,7 +75,7 @@ impl<V> WriteSet<V> {
         }
     }
 
-    /// The value staged for `key`, given as a `Key` (integer-head
+    /// The entry of `key`, given as a `Key` (integer-head
     /// comparison) or as bytes (a long key, not built yet).
     pub(crate) fn get<Q>(&self, key: &Q) -> Option<&V>
     where
@@ -91,7 +92,7 @@ impl<V> WriteSet<V> {
         }
     }
 
-    /// The value staged for `key`, mutably.
+    /// The entry of `key`, mutably.
     pub(crate) fn get_mut(&mut self, key: &Key) -> Option<&mut V> {
         match self {
             Self::Small(entries) => match entries.binary_search_by(|(k, _)| k.cmp(key)) {
@@ -102,13 +103,13 @@ impl<V> WriteSet<V> {
         }
     }
 
-    /// Stages `value` for `key`, which must not be staged yet (check with
+    /// Adds `value` for `key`, which must not have an entry yet (check with
     /// [`get_mut`](Self::get_mut)).
     pub(crate) fn insert_new(&mut self, key: Key, value: V) {
         match self {
             Self::Small(entries) => {
                 let at = entries.partition_point(|(k, _)| *k < key);
-                if entries.len() < SMALL_WRITES {
+                if entries.len() < SMALL_KEYS {
                     if !entries.spilled() && entries.len() == entries.capacity() {
                         entries.reserve_exact(FIRST_CAPACITY - entries.len());
                     }
@@ -125,7 +126,7 @@ impl<V> WriteSet<V> {
         }
     }
 
-    /// Every staged write in key order.
+    /// Every entry in key order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = (&Key, &V)> {
         let (small, large) = match self {
             Self::Small(entries) => (Some(entries.iter()), None),
@@ -138,7 +139,7 @@ impl<V> WriteSet<V> {
             .chain(large.into_iter().flatten())
     }
 
-    /// Staged writes inside the bounds, in key order. The range must not be
+    /// Entries inside the bounds, in key order. The range must not be
     /// empty or inverted (a `BTreeMap` panics on those).
     pub(crate) fn range(
         &self,
@@ -159,7 +160,7 @@ impl<V> WriteSet<V> {
             .chain(large.into_iter().flatten())
     }
 
-    /// Staged writes inside the bounds, mutably, in key order. The range
+    /// Entries inside the bounds, mutably, in key order. The range
     /// must not be empty or inverted.
     pub(crate) fn range_mut(
         &mut self,
@@ -180,7 +181,7 @@ impl<V> WriteSet<V> {
             .chain(large.into_iter().flatten())
     }
 
-    /// Every staged write, mutably, in key order.
+    /// Every entry, mutably, in key order.
     pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (&Key, &mut V)> {
         self.range_mut(Bound::Unbounded, Bound::Unbounded)
     }
@@ -197,7 +198,7 @@ mod tests {
     /// Inserts `keys` in the given order and checks the set against a
     /// `BTreeMap` after each one: lookups, order, ranges.
     fn check_against_btree(keys: &[u64]) {
-        let mut set: WriteSet<u64> = WriteSet::default();
+        let mut set: KeyMap<u64> = KeyMap::default();
         let mut model: BTreeMap<Key, u64> = BTreeMap::new();
         for (i, &k) in keys.iter().enumerate() {
             let value = i as u64;
@@ -259,10 +260,10 @@ mod tests {
         // Pseudo-random order, with repeats, past the small limit.
         let keys: Vec<u64> = (0..200_u64).map(|i| (i * 37 + 11) % 110).collect();
         check_against_btree(&keys);
-        let mut set: WriteSet<()> = WriteSet::default();
-        for k in 0..=SMALL_WRITES as u64 {
+        let mut set: KeyMap<()> = KeyMap::default();
+        for k in 0..=SMALL_KEYS as u64 {
             set.insert_new(key(k), ());
         }
-        assert!(matches!(set, WriteSet::Large(_)));
+        assert!(matches!(set, KeyMap::Large(_)));
     }
 }
