@@ -5,8 +5,8 @@
 
 use std::sync::Arc;
 
-use khonsu::prelude::*;
 use khonsu::ConflictKind;
+use khonsu::prelude::*;
 use khonsu_tests::*;
 
 /// How a transaction reads the whole key space after staging an append.
@@ -48,7 +48,11 @@ fn a_scan_over_a_staged_append_is_a_read_of_the_committed_rows() {
                 .iter()
                 .find(|(k, _)| *k == key("l/log"))
                 .map(|(_, v)| values(v));
-            assert_eq!(log, Some(vec![1, 9]), "{iso} {how:?}: T1 sees committed ++ staged rows");
+            assert_eq!(
+                log,
+                Some(vec![1, 9]),
+                "{iso} {how:?}: T1 sees committed ++ staged rows"
+            );
             ok(t1.write("l/copy", batch_of(&[1, 9])), "copy");
 
             let mut t2 = db.start_transaction();
@@ -58,7 +62,11 @@ fn a_scan_over_a_staged_append_is_a_read_of_the_committed_rows() {
             let err = expect_err(t1.commit(), "T1 read a log T2 overwrote");
             assert_conflict(&err, &ConflictKind::WriteWrite, &key("l/log"));
             assert_eq!(committed_rows(&db, "l/log"), Some(vec![5]), "{iso} {how:?}");
-            assert_eq!(committed(&db, "l/copy"), None, "{iso} {how:?}: nothing of T1 visible");
+            assert_eq!(
+                committed(&db, "l/copy"),
+                None,
+                "{iso} {how:?}: nothing of T1 visible"
+            );
         }
     }
 }
@@ -85,7 +93,11 @@ fn a_rewrite_of_a_scanned_append_does_not_lose_a_concurrent_update() {
 
             let err = expect_err(t1.commit(), "T1's rewrite is based on a stale read");
             assert_conflict(&err, &ConflictKind::WriteWrite, &key("l/n"));
-            assert_eq!(committed(&db, "l/n"), Some(100), "{iso} {how:?}: T2's update kept");
+            assert_eq!(
+                committed(&db, "l/n"),
+                Some(100),
+                "{iso} {how:?}: T2's update kept"
+            );
         }
     }
 }
@@ -103,7 +115,11 @@ fn a_scan_over_a_staged_append_commits_when_nothing_changed() {
             let _ = scan_all(&mut t1, how);
             ok(t1.write("l/copy", batch_of(&[1, 9])), "copy");
             commit(t1);
-            assert_eq!(committed_rows(&db, "l/log"), Some(vec![1, 9]), "{iso} {how:?}");
+            assert_eq!(
+                committed_rows(&db, "l/log"),
+                Some(vec![1, 9]),
+                "{iso} {how:?}"
+            );
         }
     }
 }
@@ -161,12 +177,24 @@ fn a_reshaped_streaming_scan_records_every_key_it_yielded() {
             let mut probe = db.start_transaction();
             let yielded = reshaped_scan(&mut probe, forward, backward, limit);
             drop(probe);
-            assert_eq!(yielded.len(), forward + backward, "{forward}+{backward} limit {limit}");
+            assert_eq!(
+                yielded.len(),
+                forward + backward,
+                "{forward}+{backward} limit {limit}"
+            );
             let (ascending, descending) = yielded.split_at(forward);
             assert!(ascending.windows(2).all(|w| w[0] < w[1]), "{yielded:?}");
             assert!(descending.windows(2).all(|w| w[0] > w[1]), "{yielded:?}");
-            assert_eq!(descending.first(), Some(&(N - 1)), "reverse starts at the end");
-            assert!(descending.iter().all(|k| *k > ascending[ascending.len() - 1]));
+            assert_eq!(
+                descending.first(),
+                Some(&(N - 1)),
+                "reverse starts at the end"
+            );
+            assert!(
+                descending
+                    .iter()
+                    .all(|k| *k > ascending[ascending.len() - 1])
+            );
             // Each yielded key (first, last of each direction), overwritten concurrently.
             let victims = [
                 ascending[0],
@@ -191,7 +219,10 @@ fn a_reshaped_streaming_scan_records_every_key_it_yielded() {
                 let mut t = db.start_transaction();
                 let _ = reshaped_scan(&mut t, forward, backward, limit);
                 write(&mut t, "elsewhere", 1);
-                ok(db.atomically(|w| w.write(unreached, batch(-1))), "overwrite");
+                ok(
+                    db.atomically(|w| w.write(unreached, batch(-1))),
+                    "overwrite",
+                );
                 commit(t);
             }
         }
@@ -210,7 +241,10 @@ fn a_limit_set_after_next_still_records_what_was_yielded() {
     let rest: Vec<Key> = ok(it.limit(2).keys().collect(), "rest");
     assert_eq!(rest, [key(1_u64), key(2_u64)]);
     write(&mut t, "elsewhere", 1);
-    ok(db.atomically(|w| w.write(0_u64, batch(-1))), "overwrite key 0");
+    ok(
+        db.atomically(|w| w.write(0_u64, batch(-1))),
+        "overwrite key 0",
+    );
     let err = expect_err(t.commit(), "key 0 was yielded before the limit");
     assert!(err.is_conflict(), "{err}");
 }

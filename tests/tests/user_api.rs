@@ -733,3 +733,66 @@ fn metrics_count_commits_aborts_and_latency() {
         "{line}"
     );
 }
+
+/// Issue 16, item 8: on an idle database whose only pin at the newest timestamp had expired,
+/// `start_transaction_at(newest)` handed out that pin, and the first read failed with
+/// `SnapshotTooOld` although the state asked for is the current one.
+#[test]
+fn the_newest_timestamp_is_readable_even_when_its_pin_expired() {
+    let max_age = Duration::from_millis(10);
+    let db = ok(Khonsu::builder().max_snapshot_age(max_age).build(), "build");
+    ok(db.atomically(|t| t.write("k", batch(1))), "seed");
+    let pin = db.pin_snapshot();
+    let started = std::time::Instant::now();
+    while started.elapsed() <= max_age * 3 {
+        std::thread::sleep(max_age); // let the pin expire (no timing is asserted)
+    }
+    assert_eq!(pin.ts(), db.visible_ts(), "nothing committed since the pin");
+    let mut now = ok(
+        db.start_transaction_at(pin.ts()),
+        "start at the newest timestamp",
+    );
+    assert_eq!(read(&mut now, "k"), Some(1));
+    // An expired pin at an older timestamp is refused plainly, not handed out.
+    ok(db.atomically(|t| t.write("k", batch(2))), "a later commit");
+    let err = expect_err(db.start_transaction_at(pin.ts()), "an expired pin");
+    assert!(matches!(err, Error::SnapshotTooOld { .. }), "{err}");
+    assert!(!err.is_conflict());
+}
+
+/// Issue 16, item 8: at `ReadCommitted` with `Append`, reading a deleted key and then writing
+/// it conflicted while the delete's tombstone was still held and appended once it had been
+/// reclaimed: one schedule, two outcomes. Both reads saw "absent", so both append.
+#[test]
+fn a_read_committed_append_after_reading_a_deleted_key_has_one_outcome() {
+    for tombstone_held in [true, false] {
+        let db = db(
+            TransactionIsolation::ReadCommitted,
+            ConflictResolution::Append,
+        );
+        ok(db.atomically(|t| t.write("k", batch(1))), "seed");
+        // A transaction older than the delete keeps the key's tombstone.
+        let older = tombstone_held.then(|| db.start_transaction());
+        ok(db.atomically(|t| t.delete("k")), "delete");
+        db.collect_garbage();
+        let mut t = db.start_transaction();
+        assert_eq!(read(&mut t, "k"), None, "tombstone held: {tombstone_held}");
+        ok(
+            db.atomically(|w| w.write("k", batch(5))),
+            "a concurrent insert",
+        );
+        write(&mut t, "k", 7);
+        let info = commit(t);
+        assert_eq!(
+            info.appended,
+            vec![key("k")],
+            "tombstone held: {tombstone_held}"
+        );
+        assert_eq!(
+            committed_rows(&db, "k"),
+            Some(vec![5, 7]),
+            "tombstone held: {tombstone_held}"
+        );
+        drop(older);
+    }
+}

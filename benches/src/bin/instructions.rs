@@ -92,7 +92,10 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let workload = args.next().unwrap_or_else(|| "w1".to_owned());
     let n: u64 = args.next().and_then(|s| s.parse().ok()).unwrap_or(200_000);
-    let pool_size: i64 = std::env::var("POOL").ok().and_then(|s| s.parse().ok()).unwrap_or(64);
+    let pool_size: i64 = std::env::var("POOL")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(64);
     let pool: Vec<Arc<RecordBatch>> = (0..pool_size).map(value).collect();
     let db = Khonsu::builder().build()?;
     for chunk in 0..KEYS / 1_000 {

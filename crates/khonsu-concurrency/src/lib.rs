@@ -13,11 +13,11 @@
 //! pipeline that calls it lives in `khonsu-txn`.
 
 mod error;
+mod key_map;
 mod options;
 mod resolve;
 mod tracker;
 mod validate;
-mod key_map;
 
 pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result};
 pub use options::{ConflictResolution, ParseOptionError, TransactionIsolation};

@@ -692,7 +692,10 @@ mod tests {
         t.record_write(Key::from("k"), StagedWrite::Put(rows(&[1, 2])));
         t.seal();
         assert_eq!(t.read_base(&Key::from("k")), Some(2_000));
-        assert!(matches!(t.observed_value(&Key::from("k"), 2_000), Some(Some(_))));
+        assert!(matches!(
+            t.observed_value(&Key::from("k"), 2_000),
+            Some(Some(_))
+        ));
         // An older observation arriving later does not replace the newest.
         t.record_read(&Key::from("k"), 5);
         t.seal();

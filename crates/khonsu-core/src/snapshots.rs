@@ -563,7 +563,11 @@ impl SnapshotRegistry {
     ) -> R {
         let guard = Guard::new();
         let visible = oracle.visible();
-        let cached = self.pins_cache.cache.load(Ordering::Acquire, &guard).as_ref();
+        let cached = self
+            .pins_cache
+            .cache
+            .load(Ordering::Acquire, &guard)
+            .as_ref();
         if let Some(pins) = cached
             && visible.saturating_sub(pins.visible) < lag
         {

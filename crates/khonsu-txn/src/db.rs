@@ -14,7 +14,8 @@ use snafu::ResultExt;
 
 use crate::durable::{Durability, GroupCommitStats};
 use crate::error::{
-    NotRetainedSnafu, OpenSnafu, RecoveredKeySnafu, RecoverySnafu, Result, StorageInUseSnafu,
+    NotRetainedSnafu, OpenSnafu, RecoveredKeySnafu, RecoverySnafu, Result, SnapshotTooOldSnafu,
+    StorageInUseSnafu,
 };
 use crate::metrics::{Counters, Metrics};
 use crate::{CommitInfo, Transaction, TransactionOptions};
@@ -276,8 +277,19 @@ impl Khonsu {
     ///
     /// # Errors
     /// [`Error::NotRetained`](crate::Error::NotRetained) for any other `ts`
-    /// (older and unpinned, or in the future).
+    /// (older and unpinned, or in the future);
+    /// [`Error::SnapshotTooOld`](crate::Error::SnapshotTooOld) when the only
+    /// pin at `ts` is older than the maximum snapshot age (its versions may
+    /// be gone; the newest timestamp is always readable).
     pub fn start_transaction_at(&self, ts: Timestamp) -> Result<Transaction> {
+        // The newest state needs no pin (and an old pin at the same
+        // timestamp may have expired: a fresh snapshot reads it as well).
+        let txn = self.start_transaction_with(TransactionOptions::new().read_only(true));
+        if txn.snapshot_ts() == ts {
+            return Ok(txn);
+        }
+        let (visible, txn_id) = (txn.snapshot_ts(), txn.id());
+        drop(txn);
         let pinned = {
             let mut pins = self
                 .shared
@@ -289,16 +301,24 @@ impl Khonsu {
                 .filter_map(Weak::upgrade)
                 .find(|pin| pin.ts == ts)
         };
-        if let Some(pin) = pinned {
-            return Ok(Transaction::begin_pinned(Arc::clone(&self.shared), pin));
+        let Some(pin) = pinned else {
+            return NotRetainedSnafu { ts, visible }.fail();
+        };
+        // A pin past the maximum snapshot age no longer retains anything.
+        if let Some(age) = pin
+            .registration
+            .as_ref()
+            .and_then(|registration| self.shared.snapshots.expired(registration))
+        {
+            return SnapshotTooOldSnafu {
+                txn_id,
+                snapshot_ts: ts,
+                age,
+                max_age: self.shared.snapshots.max_age().unwrap_or_default(),
+            }
+            .fail();
         }
-        let txn = self.start_transaction_with(TransactionOptions::new().read_only(true));
-        if txn.snapshot_ts() == ts {
-            return Ok(txn);
-        }
-        let visible = txn.snapshot_ts();
-        drop(txn);
-        NotRetainedSnafu { ts, visible }.fail()
+        Ok(Transaction::begin_pinned(Arc::clone(&self.shared), pin))
     }
 
     /// Runs `body` in a transaction and commits it, retrying from scratch

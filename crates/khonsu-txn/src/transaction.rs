@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use arrow_array::RecordBatch;
 use khonsu_concurrency::{
-    ConflictResolution, DependencyTracker, Observed, StagedWrite, TransactionIsolation, WritePolicy,
-    range_is_empty,
+    ConflictResolution, DependencyTracker, Observed, StagedWrite, TransactionIsolation,
+    WritePolicy, range_is_empty,
 };
 use khonsu_core::{Key, KeyRange, RegisteredSnapshot, Timestamp};
 use snafu::{ResultExt, ensure};
