@@ -124,35 +124,46 @@ fn missing_key_reads_none() {
     }
 }
 
+/// Keys at the edges of the key contract (1 to 65,535 bytes): the shortest and the longest
+/// work like any other; an empty key and a 1 MB key are refused at write (see
+/// `key_contract.rs`) and deleting them is a no-op.
 #[test]
-fn huge_and_empty_keys() {
+fn keys_at_the_edges_of_the_contract() {
     let db = populated();
+    let longest: Vec<u8> = (0..khonsu::MAX_KEY_LEN)
+        .map(|i| u8::try_from(i % 251).unwrap())
+        .collect();
     let huge: Vec<u8> = (0..1_000_000_u32)
         .map(|i| u8::try_from(i % 251).unwrap())
         .collect();
     let mut t = db.start_transaction();
-    write(&mut t, Vec::<u8>::new(), -1);
-    write(&mut t, huge.clone(), 1_000_000);
-    assert_eq!(read(&mut t, b""), Some(-1));
-    assert_eq!(read(&mut t, &huge), Some(1_000_000));
+    write(&mut t, vec![0_u8], -1);
+    write(&mut t, longest.clone(), 65_535);
+    assert!(t.write(Vec::<u8>::new(), batch(0)).is_err());
+    assert!(t.write(huge.clone(), batch(0)).is_err());
+    assert_eq!(read(&mut t, [0_u8]), Some(-1));
+    assert_eq!(read(&mut t, &longest), Some(65_535));
     commit(t);
 
     let mut t = db.start_transaction();
-    assert_eq!(read(&mut t, b""), Some(-1));
-    assert_eq!(read(&mut t, &huge), Some(1_000_000));
+    assert_eq!(read(&mut t, [0_u8]), Some(-1));
+    assert_eq!(read(&mut t, &longest), Some(65_535));
+    assert_eq!(read(&mut t, b""), None);
     let all = scan(&mut t, ..);
     assert_eq!(all.len(), 5);
-    // The empty key sorts first; the huge key (starting with 0x00) right after it.
-    assert_eq!(all[0], (key(Vec::<u8>::new()), -1));
-    assert_eq!(all[1], (key(huge.clone()), 1_000_000));
+    // [0] sorts first; the longest key (starting with 0x00 0x01) right after it.
+    assert_eq!(all[0], (key(vec![0_u8]), -1));
+    assert_eq!(all[1], (key(longest.clone()), 65_535));
     assert_eq!(
         scan_prefix(&mut t, b"").len(),
         5,
         "the empty prefix matches everything"
     );
-    assert_eq!(scan_prefix(&mut t, &huge[..1000]).len(), 1);
-    delete(&mut t, huge.clone());
+    assert_eq!(scan_prefix(&mut t, &longest[..1000]).len(), 1);
+    delete(&mut t, longest.clone());
+    delete(&mut t, vec![0_u8]);
     delete(&mut t, Vec::<u8>::new());
+    delete(&mut t, huge);
     commit(t);
     assert_eq!(
         committed_all(&db),

@@ -227,11 +227,11 @@ pub fn sum_balances<V: AsRef<[u8]>>(
 /// # Errors
 /// A value that does not decode, or holds no balance.
 pub fn decode_balance(engine: &'static str, bytes: &[u8]) -> Result<i64> {
-    let (_, batch) = khonsu::storage::codec::decode_stored(bytes).map_err(|message| {
+    let (_, batch) = khonsu::storage::codec::decode_stored(bytes).map_err(|error| {
         BackendSnafu {
             engine,
             operation: "decode a value",
-            message,
+            message: error.to_string(),
         }
         .build()
     })?;

@@ -30,9 +30,11 @@ Exit codes:
   3  an invariant was violated: the total was not conserved, an audit at
      repeatable-read/serializable saw an inconsistent total, or a read-only
      transaction aborted
-  4  inspect: the store is damaged: a value does not decode or the store's
+  4  inspect: the store is damaged: a value's bytes are damaged or the store's
      contents do not match its own records (each damaged key is listed), or its
-     file is too damaged to open";
+     files are too damaged to open
+  5  inspect: the files are intact, but a value cannot be decoded by this build
+     (each such key is listed)";
 
 /// Notes on the demo workload, shown under `khonsu demo --help`.
 const DEMO_NOTES: &str = "\

@@ -33,13 +33,31 @@ impl InspectionReport<'_> {
     pub(crate) fn damage_line(&self) -> Option<String> {
         let i = self.0;
         (!self.healthy()).then(|| {
-            format!(
-                "the store in {} is damaged: {} damaged {} (listed above)",
-                i.dir.display(),
-                i.damaged,
-                if i.damaged == 1 { "entry" } else { "entries" }
-            )
+            let plural =
+                |n: u64, one: &'static str, many: &'static str| if n == 1 { one } else { many };
+            if i.is_damaged() {
+                format!(
+                    "the store in {} is damaged: {} damaged {} (listed above)",
+                    i.dir.display(),
+                    i.damaged,
+                    plural(i.damaged, "entry", "entries")
+                )
+            } else {
+                format!(
+                    "the store in {} is not damaged, but {} intact {} cannot be decoded by this \
+                     build (listed above)",
+                    i.dir.display(),
+                    i.undecodable,
+                    plural(i.undecodable, "value", "values")
+                )
+            }
         })
+    }
+
+    /// Whether the files are damaged (exit 4), rather than holding intact
+    /// values this build cannot decode (exit 5).
+    pub(crate) fn damaged(&self) -> bool {
+        self.0.is_damaged()
     }
 }
 
@@ -73,10 +91,17 @@ impl fmt::Display for InspectionReport<'_> {
             }
         )?;
         writeln!(f, "damaged:          {}", i.damaged)?;
+        if i.undecodable > 0 {
+            writeln!(
+                f,
+                "undecodable:      {} (intact bytes this build cannot decode)",
+                i.undecodable
+            )?;
+        }
         for error in &i.damage {
             writeln!(f, "  - {}", one_line(error))?;
         }
-        let unlisted = i.damaged.saturating_sub(i.damage.len() as u64);
+        let unlisted = (i.damaged + i.undecodable).saturating_sub(i.damage.len() as u64);
         if unlisted > 0 {
             writeln!(
                 f,
@@ -94,8 +119,10 @@ impl fmt::Display for InspectionReport<'_> {
         }
         if self.healthy() {
             writeln!(f, "result: ok (every value decodes)")
-        } else {
+        } else if self.damaged() {
             writeln!(f, "result: DAMAGED")
+        } else {
+            writeln!(f, "result: UNDECODABLE (the files are intact)")
         }
     }
 }

@@ -48,6 +48,9 @@ const EXIT_USAGE: u8 = 2;
 const EXIT_INVARIANT_VIOLATED: u8 = 3;
 /// Exit code of `inspect` on a damaged store.
 const EXIT_DAMAGED: u8 = 4;
+/// Exit code of `inspect` on an intact store holding values this build
+/// cannot decode.
+const EXIT_UNDECODABLE: u8 = 5;
 
 fn main() -> ExitCode {
     // clap prints usage errors and exits with 2, and `--help` with 0.
@@ -143,8 +146,9 @@ fn run_demo(args: &DemoArgs) -> Result<Summary> {
 }
 
 /// Runs `khonsu inspect`: 0 for a healthy store, 4 for a damaged one (damaged
-/// values, or a file too damaged to open), 1 when it cannot be opened (no store,
-/// locked by another process, an I/O error).
+/// values, or a file too damaged to open), 5 for intact files holding values
+/// this build cannot decode, 1 when it cannot be opened (no store, locked by
+/// another process, an I/O error).
 fn inspect(args: &InspectArgs) -> ExitCode {
     match store::inspect(&args.dir) {
         Ok(inspection) => {
@@ -154,7 +158,11 @@ fn inspect(args: &InspectArgs) -> ExitCode {
                 None => ExitCode::SUCCESS,
                 Some(line) => {
                     eprintln!("Error: {line}");
-                    ExitCode::from(EXIT_DAMAGED)
+                    ExitCode::from(if report.damaged() {
+                        EXIT_DAMAGED
+                    } else {
+                        EXIT_UNDECODABLE
+                    })
                 }
             }
         }

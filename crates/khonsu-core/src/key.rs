@@ -9,6 +9,16 @@ use std::sync::Arc;
 /// Keys up to this many bytes are stored inline, without a heap allocation.
 pub const INLINE_KEY_LEN: usize = 22;
 
+/// The longest key a transaction may write: 65,535 bytes.
+///
+/// The key contract, the same with and without storage and on every
+/// store: a written key is 1 to `MAX_KEY_LEN` bytes
+/// ([`Key::is_writable`]). fjall holds nothing longer (nor an empty key),
+/// and a program that works on one store must work on all of them.
+/// Deleting any key is allowed (there is nothing to delete under a key no
+/// store can hold).
+pub const MAX_KEY_LEN: usize = 65_535;
+
 /// An ordered byte-string key.
 ///
 /// Keys compare byte-wise (lexicographically), exactly like `&[u8]`, so a
@@ -63,6 +73,23 @@ fn head_of(bytes: &[u8]) -> u64 {
 }
 
 impl Key {
+    /// Whether a transaction may write under this key: it is 1 to
+    /// [`MAX_KEY_LEN`] bytes long.
+    ///
+    /// ```
+    /// use khonsu_core::{Key, MAX_KEY_LEN};
+    ///
+    /// assert!(Key::from("a").is_writable());
+    /// assert!(!Key::from("").is_writable());
+    /// assert!(Key::from(vec![7_u8; MAX_KEY_LEN]).is_writable());
+    /// assert!(!Key::from(vec![7_u8; MAX_KEY_LEN + 1]).is_writable());
+    /// ```
+    #[must_use]
+    #[inline]
+    pub fn is_writable(&self) -> bool {
+        (1..=MAX_KEY_LEN).contains(&self.len())
+    }
+
     /// Builds a key by copying `bytes`.
     #[must_use]
     #[inline]

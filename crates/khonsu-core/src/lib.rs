@@ -47,7 +47,7 @@ mod version;
 
 pub use buffer::{BufferStats, Installed, IntentState, KeyIntent, TxnBuffer};
 pub use error::{Error, Result};
-pub use key::{INLINE_KEY_LEN, Key, ShortKey};
+pub use key::{INLINE_KEY_LEN, Key, MAX_KEY_LEN, ShortKey};
 pub use key_builder::KeyBuilder;
 pub use key_range::KeyRange;
 pub use snapshots::{OldestSnapshot, Pins, RegisteredSnapshot, SnapshotRegistry};

@@ -190,9 +190,10 @@ fn check_size(batch: &RecordBatch) -> Result<()> {
     Ok(())
 }
 
-/// Checks, without encoding the rows, that `batch` can be stored: its
-/// schema is one Arrow IPC can carry and it is not larger than
-/// [`MAX_VALUE_BYTES`]. The engine calls this when a value is written, so
+/// Checks, without encoding the rows, that `batch` can be stored and read
+/// back: an empty batch of its schema goes through Arrow IPC's writer and
+/// then through the decoder recovery uses, and the batch is not larger
+/// than [`MAX_VALUE_BYTES`]. The engine calls this when a value is written, so
 /// that a value no adapter could store is refused then, not at commit.
 ///
 /// ```
@@ -211,25 +212,47 @@ fn check_size(batch: &RecordBatch) -> Result<()> {
 /// [`Error::Unencodable`](crate::Error::Unencodable), saying why.
 pub fn check_encodable(batch: &RecordBatch) -> Result<()> {
     thread_local! {
-        /// The schema this thread last found encodable: batches of one
-        /// table usually share their `SchemaRef`, and the check builds an
-        /// IPC schema message (most of a write's cost on a durable store).
-        static ENCODABLE: RefCell<Option<SchemaRef>> = const { RefCell::new(None) };
+        /// The schema this thread last found storable: batches of one
+        /// table usually share their `SchemaRef` (or at least an equal
+        /// schema), and the check encodes and decodes an empty batch (most
+        /// of a write's cost on a durable store).
+        static STORABLE: RefCell<Option<SchemaRef>> = const { RefCell::new(None) };
     }
     check_size(batch)?;
     let schema = batch.schema_ref();
-    let known = ENCODABLE
+    let known = STORABLE
         .try_with(|last| {
             last.borrow()
                 .as_ref()
-                .is_some_and(|s| Arc::ptr_eq(s, schema))
+                .is_some_and(|s| Arc::ptr_eq(s, schema) || **s == **schema)
         })
         .unwrap_or(false);
     if known {
         return Ok(());
     }
-    StreamWriter::try_new(std::io::sink(), schema).map_err(|e| unencodable(&e))?;
-    let _ = ENCODABLE.try_with(|last| *last.borrow_mut() = Some(Arc::clone(schema)));
+    check_schema_round_trip(schema)?;
+    let _ = STORABLE.try_with(|last| *last.borrow_mut() = Some(Arc::clone(schema)));
+    Ok(())
+}
+
+/// Encodes an empty batch of `schema` and decodes it with the decoder
+/// recovery uses: a schema the IPC writer accepts but the reader refuses
+/// (a `List` or `Struct` nested about 62 levels deep passes the writer, and
+/// the reader's flatbuffer verifier stops at depth 64) would commit, and
+/// then every later open of the store would fail.
+fn check_schema_round_trip(schema: &SchemaRef) -> Result<()> {
+    let empty = RecordBatch::new_empty(Arc::clone(schema));
+    let encoded = EncodedValue::encode(&empty)?;
+    let mut buffer = Buffer::from(encoded.payload());
+    decode_payload(&mut buffer).map_err(|message| {
+        UnencodableSnafu {
+            reason: format!(
+                "Arrow IPC encodes it but cannot decode it again, so the store could not be \
+                 recovered once it holds it: {message}"
+            ),
+        }
+        .build()
+    })?;
     Ok(())
 }
 
@@ -281,16 +304,63 @@ pub fn entry_digest(key: &[u8], commit_ts: Timestamp) -> u64 {
     u64::from(low.finalize()) | (u64::from(high.finalize()) << 32)
 }
 
+/// Why a stored value could not be read back.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The bytes are damaged: a short or foreign header, a checksum that
+    /// does not match, a truncated payload.
+    Damaged(String),
+    /// The bytes are intact — the header and payload checksums match, as
+    /// written — but Arrow IPC cannot decode the payload (a value written by
+    /// a build that did not check it could be read back, e.g. a type nested
+    /// deeper than the decoder accepts). The header's commit timestamp is
+    /// known.
+    Undecodable {
+        /// The commit timestamp in the value's intact header.
+        commit_ts: Timestamp,
+        /// What the decoder said.
+        message: String,
+    },
+}
+
+impl DecodeError {
+    /// Whether the stored bytes are as they were written.
+    #[must_use]
+    pub fn bytes_intact(&self) -> bool {
+        matches!(self, Self::Undecodable { .. })
+    }
+}
+
+impl std::fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Damaged(message) => write!(f, "{message}"),
+            Self::Undecodable { commit_ts, message } => write!(
+                f,
+                "its bytes are intact (header and payload checksums match; committed at \
+                 {commit_ts}) but Arrow IPC cannot decode them: {message}"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
 /// Reads a stored value back: its commit timestamp and its batch.
 ///
 /// # Errors
-/// A message describing the damage (the caller adds the file and key):
-/// a short or foreign header, a checksum mismatch, a truncated payload, or
-/// an IPC stream that does not hold exactly one valid batch.
-pub fn decode_stored(stored: &[u8]) -> std::result::Result<(Timestamp, RecordBatch), String> {
-    let (ts, payload) = split_stored(stored)?;
+/// [`DecodeError::Damaged`] for damaged bytes (the caller adds the file
+/// and key): a short or foreign header, a checksum mismatch, a truncated
+/// payload; [`DecodeError::Undecodable`] for intact bytes that are not an
+/// IPC stream of exactly one valid batch this build can decode.
+pub fn decode_stored(stored: &[u8]) -> std::result::Result<(Timestamp, RecordBatch), DecodeError> {
+    let (ts, payload) = split_stored(stored).map_err(DecodeError::Damaged)?;
     let mut buffer = Buffer::from(payload);
-    Ok((ts, decode_payload(&mut buffer)?))
+    let batch = decode_payload(&mut buffer).map_err(|message| DecodeError::Undecodable {
+        commit_ts: ts,
+        message,
+    })?;
+    Ok((ts, batch))
 }
 
 /// Like [`decode_stored`], taking the stored bytes by value so that the
@@ -300,13 +370,17 @@ pub fn decode_stored(stored: &[u8]) -> std::result::Result<(Timestamp, RecordBat
 /// As for [`decode_stored`].
 pub fn decode_stored_owned(
     stored: Vec<u8>,
-) -> std::result::Result<(Timestamp, RecordBatch), String> {
+) -> std::result::Result<(Timestamp, RecordBatch), DecodeError> {
     let (ts, payload_len) = {
-        let (ts, payload) = split_stored(&stored)?;
+        let (ts, payload) = split_stored(&stored).map_err(DecodeError::Damaged)?;
         (ts, payload.len())
     };
     let mut buffer = Buffer::from_vec(stored).slice_with_length(HEADER_LEN, payload_len);
-    Ok((ts, decode_payload(&mut buffer)?))
+    let batch = decode_payload(&mut buffer).map_err(|message| DecodeError::Undecodable {
+        commit_ts: ts,
+        message,
+    })?;
+    Ok((ts, batch))
 }
 
 /// Payloads up to this size are copied into compact arrays when decoded by
@@ -347,17 +421,21 @@ impl ValueDecoder {
     pub fn decode(
         &mut self,
         stored: Vec<u8>,
-    ) -> std::result::Result<(Timestamp, RecordBatch), String> {
+    ) -> std::result::Result<(Timestamp, RecordBatch), DecodeError> {
         let small = stored.len() <= COMPACT_BELOW + HEADER_LEN;
         let (ts, mut batch) = decode_stored_owned(stored)?;
+        let undecodable = |message| DecodeError::Undecodable {
+            commit_ts: ts,
+            message,
+        };
         if small {
-            batch = compact(&batch)?;
+            batch = compact(&batch).map_err(undecodable)?;
         }
         match &self.schema {
             Some(last) if **last == **batch.schema_ref() => {
-                batch = batch
-                    .with_schema(Arc::clone(last))
-                    .map_err(|e| format!("decoded batch does not fit its schema: {e}"))?;
+                batch = batch.with_schema(Arc::clone(last)).map_err(|e| {
+                    undecodable(format!("decoded batch does not fit its schema: {e}"))
+                })?;
             }
             _ => self.schema = Some(batch.schema()),
         }

@@ -23,7 +23,14 @@
 //!    of timestamp order and `last_commit_ts` is their maximum;
 //! 4. one group is one write in [`Storage::stats`] (when the adapter counts);
 //! 5. an empty group is accepted and changes nothing;
-//! 6. [`Storage::check_value`] refuses what Arrow IPC cannot encode.
+//! 6. the key contract ([`check_key`](crate::check_key)): keys of 1 and
+//!    65,535 bytes are accepted by [`Storage::check_key`] and round-trip
+//!    through a restart; an empty key and one of 65,536 bytes are refused by
+//!    `check_key`, and a group putting one is refused whole, as
+//!    [`WriteFailure::NothingWritten`](crate::WriteFailure::NothingWritten),
+//!    leaving the store usable; deleting them succeeds and changes nothing;
+//! 7. [`Storage::check_value`] refuses what Arrow IPC cannot encode, and
+//!    what it encodes but cannot decode again (a `List` nested 100 deep).
 //!
 //! Crash safety is not something a function call can check: kill a
 //! process that writes to the adapter, as Khonsu's `tests/crash_recovery.rs`
@@ -160,9 +167,125 @@ pub fn check_adapter<S: Storage>(mut open: impl FnMut() -> Result<S>) -> Result<
     let store = fresh_store_is_empty(&mut open)?;
     let store = every_type_round_trips(store, &mut open, &mut model)?;
     newest_wins_and_deletes_remove(&store, &mut model)?;
-    drop(empty_group_changes_nothing(store, &mut open, &model)?);
+    let store = empty_group_changes_nothing(store, &mut open, &model)?;
+    drop(the_key_contract_holds(store, &mut open, &mut model)?);
     let store = step("reopen", "open", open())?;
-    check_value_refuses_unencodable(&store)
+    check_value_refuses_unencodable(&store)?;
+    check_value_refuses_undecodable(&store)
+}
+
+fn the_key_contract_holds<S: Storage>(
+    store: S,
+    open: &mut impl FnMut() -> Result<S>,
+    model: &mut Model,
+) -> Result<S, Failure> {
+    let check = "the key contract: keys of 1 to 65,535 bytes";
+    let longest = vec![b'k'; khonsu_core::MAX_KEY_LEN];
+    let too_long = vec![b'k'; khonsu_core::MAX_KEY_LEN + 1];
+    for key in [&b"k"[..], &longest] {
+        if let Err(e) = store.check_key(key) {
+            return fail(
+                check,
+                format!(
+                    "a {}-byte key is refused: {}",
+                    key.len(),
+                    snafu::Report::from_error(e)
+                ),
+            );
+        }
+    }
+    for key in [&b""[..], &too_long] {
+        if store.check_key(key).is_ok() {
+            return fail(check, format!("a {}-byte key is accepted", key.len()));
+        }
+        let bad = CommitRecord {
+            commit_ts: 30,
+            mutations: vec![
+                put(check, "contract/fine", one_row(check, 1)?)?,
+                step(
+                    check,
+                    "encode",
+                    StorageMutation::put(key, Arc::new(one_row(check, 2)?)),
+                )?,
+            ],
+        };
+        match store.write(WriteGroup::new(&[&bad])) {
+            Ok(()) => {
+                return fail(
+                    check,
+                    format!("a group putting a {}-byte key was written", key.len()),
+                );
+            }
+            Err(e) if e.is_outcome_unknown() => {
+                return fail(
+                    check,
+                    format!(
+                        "a group putting a {}-byte key failed with an unknown outcome \
+                         (it must be refused before anything is written): {}",
+                        key.len(),
+                        snafu::Report::from_error(e)
+                    ),
+                );
+            }
+            Err(_) => {}
+        }
+    }
+    let good = CommitRecord {
+        commit_ts: 31,
+        mutations: vec![
+            step(
+                check,
+                "encode",
+                StorageMutation::put(&b"k"[..], Arc::new(one_row(check, 1)?)),
+            )?,
+            step(
+                check,
+                "encode",
+                StorageMutation::put(&longest[..], Arc::new(one_row(check, 2)?)),
+            )?,
+            StorageMutation::delete(&b""[..]),
+            StorageMutation::delete(&too_long[..]),
+        ],
+    };
+    write(&store, check, &[&good])?;
+    record(model, &good);
+    compare(check, &step(check, "recover", store.recover())?, model)?;
+    drop(store);
+    let store = step(check, "reopen", open())?;
+    compare(
+        check,
+        &step(check, "recover after a restart", store.recover())?,
+        model,
+    )?;
+    Ok(store)
+}
+
+fn check_value_refuses_undecodable(store: &dyn Storage) -> Result<(), Failure> {
+    let check = "check_value refuses what Arrow IPC cannot decode again";
+    let mut array: arrow_array::ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![7]));
+    for _ in 0..100 {
+        let field = Arc::new(arrow_schema::Field::new(
+            "item",
+            array.data_type().clone(),
+            true,
+        ));
+        let offsets = arrow_buffer::OffsetBuffer::from_lengths([array.len()]);
+        array = Arc::new(step(
+            check,
+            "build",
+            arrow_array::ListArray::try_new(field, offsets, array, None)
+                .map_err(|e| arrow_error(&e)),
+        )?);
+    }
+    let batch = step(
+        check,
+        "build",
+        RecordBatch::try_from_iter([("deep", array)]).map_err(|e| arrow_error(&e)),
+    )?;
+    if store.check_value(&batch).is_ok() {
+        return fail(check, "a List nested 100 deep was accepted");
+    }
+    Ok(())
 }
 
 fn fresh_store_is_empty<S: Storage>(open: &mut impl FnMut() -> Result<S>) -> Result<S, Failure> {

@@ -105,6 +105,25 @@ pub enum Error {
         location: Location,
     },
 
+    /// A stored value's bytes are intact (its checksums match) but cannot be
+    /// decoded: written by a build that accepted a value it could not read
+    /// back. Not damage: repairing the files would not help.
+    #[snafu(display(
+        "the value of key {key} in {} cannot be decoded, though its bytes are intact: {message}",
+        path.display()
+    ))]
+    Undecodable {
+        /// The file (or store) holding the value.
+        path: PathBuf,
+        /// The key, shortened for display.
+        key: String,
+        /// What the decoder said.
+        message: String,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// A value cannot be stored: its batch cannot be encoded as Arrow IPC,
     /// or it is too large. Raised when the value is written, before commit.
     #[snafu(display("value cannot be stored: {reason}"))]
@@ -148,10 +167,38 @@ impl Error {
     }
 
     /// Whether this error reports damaged or foreign data (as opposed to
-    /// an I/O failure or a lock held elsewhere).
+    /// an I/O failure, a lock held elsewhere, or intact data this build
+    /// cannot decode).
     #[must_use]
     pub fn is_corruption(&self) -> bool {
         matches!(self, Self::Corrupt { .. } | Self::NotAStore { .. })
+    }
+
+    /// The error of a stored value of `key` in `path` that does not decode:
+    /// [`Error::Corrupt`] when its bytes are damaged,
+    /// [`Error::Undecodable`] when they are intact.
+    #[must_use]
+    #[track_caller]
+    pub fn of_stored_value(
+        path: impl Into<PathBuf>,
+        key: &[u8],
+        error: crate::codec::DecodeError,
+    ) -> Self {
+        let (path, key) = (path.into(), display_key(key));
+        match error {
+            crate::codec::DecodeError::Damaged(message) => {
+                CorruptSnafu { path, key, message }.build()
+            }
+            crate::codec::DecodeError::Undecodable { commit_ts, message } => UndecodableSnafu {
+                path,
+                key,
+                message: format!(
+                    "its header and payload checksums match (committed at {commit_ts}), but \
+                     Arrow IPC refuses the payload: {message}"
+                ),
+            }
+            .build(),
+        }
     }
 }
 

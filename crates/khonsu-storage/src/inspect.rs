@@ -36,9 +36,14 @@ pub struct Inspection {
     /// Whether opening found an unclean shutdown and repaired the file
     /// (redb).
     pub repaired: bool,
-    /// Values that do not decode (counted).
+    /// Values whose bytes are damaged, plus a failed integrity check
+    /// (counted).
     pub damaged: u64,
-    /// The errors of the first [`KEPT_DAMAGE`] of them, naming file and key.
+    /// Values whose bytes are intact (their checksums match) but that this
+    /// build cannot decode ([`Error::Undecodable`]): not damage.
+    pub undecodable: u64,
+    /// The errors of the first [`KEPT_DAMAGE`] damaged or undecodable
+    /// values, naming file and key.
     pub damage: Vec<Error>,
 }
 
@@ -46,7 +51,15 @@ impl Inspection {
     /// Whether every value decoded and the timestamps agree.
     #[must_use]
     pub fn is_healthy(&self) -> bool {
-        self.damaged == 0 && self.newest_value_ts <= self.last_commit_ts
+        self.damaged == 0 && self.undecodable == 0 && self.newest_value_ts <= self.last_commit_ts
+    }
+
+    /// Whether the files are damaged (a damaged value, a failed integrity
+    /// check, timestamps that disagree), as opposed to holding intact
+    /// values this build cannot decode.
+    #[must_use]
+    pub fn is_damaged(&self) -> bool {
+        self.damaged > 0 || self.newest_value_ts > self.last_commit_ts
     }
 }
 
@@ -93,6 +106,7 @@ pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection> {
         bytes_on_disk: 0,
         repaired: false,
         damaged: 0,
+        undecodable: 0,
         damage: Vec::new(),
     };
     let mut visit = |_: Key, entry: std::result::Result<RecoveredEntry, Error>| {
@@ -104,7 +118,11 @@ pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection> {
                 report.newest_value_ts = report.newest_value_ts.max(entry.commit_ts);
             }
             Err(e) => {
-                report.damaged += 1;
+                if matches!(e, Error::Undecodable { .. }) {
+                    report.undecodable += 1;
+                } else {
+                    report.damaged += 1;
+                }
                 if report.damage.len() < KEPT_DAMAGE {
                     report.damage.push(e);
                 }

@@ -72,3 +72,31 @@ pub fn adapters() -> &'static [&'static str] {
         &["redb"]
     }
 }
+
+/// The key contract every store keeps: a stored key is 1 to
+/// [`MAX_KEY_LEN`](khonsu_core::MAX_KEY_LEN) (65,535) bytes. fjall cannot
+/// hold an empty key or a longer one, and the other adapters refuse them
+/// too, so that a program that works on one store works on all of them.
+///
+/// ```
+/// assert!(khonsu_storage::check_key(b"acct/7").is_ok());
+/// assert!(khonsu_storage::check_key(b"").is_err());
+/// assert!(khonsu_storage::check_key(&vec![0_u8; 65_536]).is_err());
+/// ```
+///
+/// # Errors
+/// [`Error::Unencodable`] naming the key and its length.
+pub fn check_key(key: &[u8]) -> Result<()> {
+    snafu::ensure!(
+        (1..=khonsu_core::MAX_KEY_LEN).contains(&key.len()),
+        error::UnencodableSnafu {
+            reason: format!(
+                "key {} is {} bytes; stores hold keys of 1 to {} bytes",
+                display_key(key),
+                key.len(),
+                khonsu_core::MAX_KEY_LEN
+            ),
+        }
+    );
+    Ok(())
+}

@@ -70,6 +70,7 @@ impl Storage for MemoryStorage {
     }
 
     fn write(&self, group: WriteGroup<'_>) -> Result<(), WriteFailure> {
+        group.check_keys().map_err(WriteFailure::NothingWritten)?;
         for (commit_ts, mutation) in group.mutations() {
             let value = match mutation {
                 StorageMutation::Put { batch, .. } => Some(Arc::clone(batch)),

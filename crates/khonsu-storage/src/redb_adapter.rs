@@ -41,13 +41,13 @@ use ::redb::{Builder, Database, ReadableDatabase, ReadableTable, StorageBackend,
 use khonsu_core::Key;
 use snafu::{IntoError, ResultExt};
 
-use crate::codec::{ValueDecoder, entry_digest, stored_commit_ts};
+use crate::codec::{DecodeError, ValueDecoder, entry_digest, stored_commit_ts};
 use crate::dir::{DataDir, Found};
 use crate::error::guard;
 use crate::error::{AdapterSnafu, BackendError, CorruptSnafu, IoSnafu, NotAStoreSnafu, Result};
 use crate::{
     Error, RecoveredEntry, RecoveredState, Scanned, Storage, StorageMutation, StorageStats,
-    WriteFailure, WriteGroup, display_key,
+    WriteFailure, WriteGroup,
 };
 
 /// The adapter's name in manifests and messages.
@@ -330,18 +330,26 @@ impl RedbStorage {
             for item in range {
                 let (key, value) = item.map_err(|e| self.adapter_error("read", e))?;
                 let key = Key::from(key.value());
-                let entry = decoder
-                    .decode(value.value().to_vec())
+                let decoded = decoder.decode(value.value().to_vec());
+                // An intact value that does not decode still counts: its
+                // header holds its commit timestamp.
+                let intact_ts = match &decoded {
+                    Ok((commit_ts, _)) | Err(DecodeError::Undecodable { commit_ts, .. }) => {
+                        Some(*commit_ts)
+                    }
+                    Err(DecodeError::Damaged(_)) => None,
+                };
+                if let Some(commit_ts) = intact_ts {
+                    count += 1;
+                    digest ^= entry_digest(key.as_bytes(), commit_ts);
+                }
+                let entry = decoded
                     .map(|(commit_ts, batch)| RecoveredEntry {
                         key: key.clone(),
                         commit_ts,
                         batch: Arc::new(batch),
                     })
-                    .map_err(|message| self.corrupt(&key, message));
-                if let Ok(entry) = &entry {
-                    count += 1;
-                    digest ^= entry_digest(key.as_bytes(), entry.commit_ts);
-                }
+                    .map_err(|e| Error::of_stored_value(self.file.clone(), key.as_bytes(), e));
                 if !visit(key, entry) {
                     complete = false;
                     break;
@@ -367,15 +375,6 @@ impl RedbStorage {
                 integrity,
             })
         })
-    }
-
-    fn corrupt(&self, key: &Key, message: String) -> Error {
-        CorruptSnafu {
-            path: self.file.clone(),
-            key: display_key(key.as_bytes()),
-            message,
-        }
-        .build()
     }
 
     fn adapter_error(&self, operation: &'static str, error: impl Into<BackendError>) -> Error {
@@ -548,6 +547,7 @@ impl Storage for RedbStorage {
         if group.is_empty() {
             return Ok(());
         }
+        group.check_keys().map_err(WriteFailure::NothingWritten)?;
         let not_written = |operation, e: ::redb::Error| {
             WriteFailure::NothingWritten(self.adapter_error(operation, e))
         };

@@ -142,6 +142,20 @@ impl<'a> WriteGroup<'a> {
         self.commits.iter().copied()
     }
 
+    /// Checks every put's key against the key contract
+    /// ([`check_key`](crate::check_key)) before anything is written: an
+    /// adapter calls it first and reports a failure as
+    /// [`WriteFailure::NothingWritten`]. (Deletes take any key.)
+    ///
+    /// # Errors
+    /// [`Error::Unencodable`](crate::Error::Unencodable) for the first key
+    /// that breaks it.
+    pub fn check_keys(&self) -> Result<()> {
+        self.mutations()
+            .filter(|(_, m)| matches!(m, StorageMutation::Put { .. }))
+            .try_for_each(|(_, m)| crate::check_key(m.key().as_bytes()))
+    }
+
     /// Every mutation of every commit, each with its commit timestamp.
     pub fn mutations(&self) -> impl Iterator<Item = (Timestamp, &'a StorageMutation)> + 'a {
         self.commits
@@ -379,14 +393,17 @@ pub trait Storage: Send + Sync + Debug {
         codec::check_encodable(batch)
     }
 
-    /// Checks, when a transaction writes or deletes `key`, that the adapter
-    /// can store it. The default accepts every key.
+    /// Checks, when a transaction writes `key`, that the adapter can store
+    /// it. The default is the key contract every store keeps
+    /// ([`check_key`](crate::check_key): 1 to 65,535 bytes); an adapter
+    /// may only refuse more (say why). Whatever it accepts here, its
+    /// [`write`](Self::write) must store; a delete of any key must succeed
+    /// (nothing can be stored under a key the adapter refuses).
     ///
     /// # Errors
     /// [`Error::Unencodable`](crate::Error::Unencodable), saying why.
     fn check_key(&self, key: &[u8]) -> Result<()> {
-        let _ = key;
-        Ok(())
+        crate::check_key(key)
     }
 
     /// Persists a group of commits atomically and durably (see the

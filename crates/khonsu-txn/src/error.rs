@@ -97,10 +97,29 @@ pub enum Error {
         location: Location,
     },
 
-    /// A value or key cannot be stored by the database's storage (it cannot
-    /// be encoded as Arrow IPC, is too large, or the key is too long for
-    /// the adapter). Raised by the `write` or `delete` that staged it;
-    /// nothing was staged.
+    /// A key no transaction may write: empty, or longer than
+    /// [`MAX_KEY_LEN`](khonsu_core::MAX_KEY_LEN) (65,535) bytes — the same
+    /// contract with and without storage, on every store. Raised by the
+    /// `write` or `append`; nothing was staged and the transaction goes on.
+    #[snafu(display(
+        "transaction {txn_id} cannot write key {key}: it is {len} bytes, and keys are 1 to {max} bytes",
+        max = khonsu_core::MAX_KEY_LEN
+    ))]
+    InvalidKey {
+        /// The transaction.
+        txn_id: u64,
+        /// The key, shortened for display.
+        key: String,
+        /// Its length in bytes.
+        len: usize,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
+    /// A value cannot be stored by the database's storage (it cannot be
+    /// encoded as Arrow IPC or decoded again, or it is too large). Raised
+    /// by the `write` or `append` that staged it; nothing was staged.
     #[snafu(display("transaction {txn_id} cannot stage key {key}: storage would refuse it"))]
     Unstorable {
         /// The transaction.

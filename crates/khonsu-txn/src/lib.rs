@@ -28,7 +28,7 @@ pub use error::{Error, Result};
 pub use khonsu_concurrency::{
     Conflict, ConflictKind, ConflictResolution, ConflictTarget, TransactionIsolation,
 };
-pub use khonsu_core::{BufferStats, Key, KeyRange, OldestSnapshot, Timestamp};
+pub use khonsu_core::{BufferStats, Key, KeyRange, MAX_KEY_LEN, OldestSnapshot, Timestamp};
 pub use metrics::{Aborts, LATENCY_BUCKETS, LatencyHistogram, Metrics};
 pub use options::TransactionOptions;
 pub use transaction::{ScanIter, Transaction};

@@ -18,7 +18,9 @@ use snafu::{ResultExt, ensure};
 
 use crate::commit::CommitRequest;
 use crate::db::{PinInner, Shared};
-use crate::error::{AppendSnafu, ReadOnlySnafu, Result, SnapshotTooOldSnafu, UnstorableSnafu};
+use crate::error::{
+    AppendSnafu, InvalidKeySnafu, ReadOnlySnafu, Result, SnapshotTooOldSnafu, UnstorableSnafu,
+};
 use crate::{CommitInfo, TransactionOptions};
 
 /// Transaction ids a thread takes from the process-wide counter at a time.
@@ -312,7 +314,9 @@ impl Transaction {
     }
 
     /// Counts this transaction among the durable database's open writers
-    /// (once) and checks that its storage can hold `key` and `value`.
+    /// (once) and, for a write of `value`, checks the key contract and that
+    /// the storage can hold the value. (A delete takes any key: there is
+    /// nothing to delete under a key no store can hold.)
     fn prepare_write(
         &mut self,
         operation: &'static str,
@@ -326,19 +330,31 @@ impl Transaction {
                 operation
             }
         );
+        if value.is_some() {
+            ensure!(
+                key.is_writable(),
+                InvalidKeySnafu {
+                    txn_id: self.id,
+                    key: key.short().to_string(),
+                    len: key.len(),
+                }
+            );
+        }
         if let Some(durable) = &self.shared.durable {
             if !self.counted_writer {
                 durable.writer_opened();
                 self.counted_writer = true;
             }
-            let storage = durable.storage();
-            storage
-                .check_key(key.as_bytes())
-                .and_then(|()| value.map_or(Ok(()), |batch| storage.check_value(batch)))
-                .with_context(|_| UnstorableSnafu {
-                    txn_id: self.id,
-                    key: key.short().to_string(),
-                })?;
+            if let Some(batch) = value {
+                let storage = durable.storage();
+                storage
+                    .check_key(key.as_bytes())
+                    .and_then(|()| storage.check_value(batch))
+                    .with_context(|_| UnstorableSnafu {
+                        txn_id: self.id,
+                        key: key.short().to_string(),
+                    })?;
+            }
         }
         Ok(())
     }
@@ -369,10 +385,14 @@ impl Transaction {
     ///
     /// # Errors
     /// * [`Error::ReadOnly`](crate::Error::ReadOnly) in a read-only transaction;
+    /// * [`Error::InvalidKey`](crate::Error::InvalidKey) for an empty key or
+    ///   one longer than [`MAX_KEY_LEN`](khonsu_core::MAX_KEY_LEN) bytes
+    ///   (with or without storage);
     /// * [`Error::Unstorable`](crate::Error::Unstorable) when the database
     ///   persists and its storage cannot store the value (Arrow IPC cannot
-    ///   encode it, it is larger than 3 GiB) or the key. Nothing is staged;
-    ///   the transaction stays usable.
+    ///   encode it or decode it again, it is larger than 3 GiB).
+    ///
+    /// Nothing is staged on error; the transaction stays usable.
     pub fn write(&mut self, key: impl Into<Key>, batch: impl Into<Arc<RecordBatch>>) -> Result<()> {
         let (key, batch) = (key.into(), batch.into());
         self.prepare_write("write", &key, Some(&batch))?;
@@ -491,12 +511,12 @@ impl Transaction {
             .with_context(|_| context(&key))
     }
 
-    /// Stages the deletion of `key` (deleting an absent key is allowed).
+    /// Stages the deletion of `key` (deleting an absent key is allowed, as
+    /// is deleting a key no transaction may write).
     ///
     /// # Errors
     /// [`Error::ReadOnly`](crate::Error::ReadOnly) in a read-only
-    /// transaction; [`Error::Unstorable`](crate::Error::Unstorable) for a
-    /// key the storage cannot hold.
+    /// transaction.
     pub fn delete(&mut self, key: impl Into<Key>) -> Result<()> {
         let key = key.into();
         self.prepare_write("delete", &key, None)?;

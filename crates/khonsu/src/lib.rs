@@ -419,8 +419,8 @@ pub use khonsu_core::KeyBuilder;
 pub use khonsu_txn::{
     Aborts, CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget,
     DEFAULT_MAX_RETRIES, DurabilityStats, Error, GroupCommitStats, Key, KeyRange, Khonsu,
-    KhonsuBuilder, LatencyHistogram, Metrics, OldestSnapshot, Result, ScanIter, SnapshotPin, Stats,
-    Timestamp, Transaction, TransactionIsolation, TransactionOptions,
+    KhonsuBuilder, LatencyHistogram, MAX_KEY_LEN, Metrics, OldestSnapshot, Result, ScanIter,
+    SnapshotPin, Stats, Timestamp, Transaction, TransactionIsolation, TransactionOptions,
 };
 
 #[doc(inline)]

@@ -35,6 +35,7 @@ fn crate_paths() {
     let _: Option<khonsu::SnapshotPin> = None;
     let _: Option<khonsu::ScanIter<'_>> = None;
     let _ = khonsu::Key::builder();
+    assert_eq!(khonsu::MAX_KEY_LEN, 65_535);
     let _: fn(&arrow_array::RecordBatch, &str, usize) -> khonsu::arrow_utils::Result<i64> =
         khonsu::arrow_utils::value::<i64>;
     let _: fn(&arrow_array::RecordBatch) -> usize = khonsu::arrow_utils::byte_size;
