@@ -349,13 +349,8 @@ fn is_journal(name: &Path) -> bool {
 }
 
 /// fjall's journal (`fjall/N.jnl`), tables (`fjall/keyspaces/K/tables/T`) and small pointer
-/// files (`fjall/version`, `fjall/keyspaces/K/current`).
-///
-/// Skipped:
-/// * the lsm-tree version files (`fjall/keyspaces/K/vM`): a damaged one trips an assertion in
-///   lsm-tree's manifest reader, and the panic that fjall's destructor raises while that one
-///   unwinds aborts the process — nothing a caller can catch (a known, documented limitation
-///   of the fjall adapter);
+/// files (`fjall/version`, `fjall/keyspaces/K/current`); the version files have their own test
+/// below.
 ///
 /// A store this small never flushes its data keyspaces (fjall flushes a memtable at 64 MiB), so
 /// its only tables are those of fjall's own meta keyspace (`keyspaces/0`).
@@ -374,8 +369,7 @@ fn fjall_damaged_journal_and_tables_are_an_error_or_a_state_it_held() {
                     .file_name()
                     .map(|f| f.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let version_file = rest.starts_with("keyspaces") && file.starts_with('v');
-                !version_file && file != "lock"
+                !is_version_file(name) && file != "lock"
             },
             spared: &|_, _| Vec::new(),
             flips: 120,
@@ -383,6 +377,72 @@ fn fjall_damaged_journal_and_tables_are_an_error_or_a_state_it_held() {
         },
     );
     assert!(counts.errors > 0, "no damage was detected: {counts}");
+}
+
+/// Whether `name` is one of lsm-tree's version files (`fjall/keyspaces/K/vM`).
+#[cfg(feature = "fjall")]
+fn is_version_file(name: &Path) -> bool {
+    let Ok(rest) = name.strip_prefix("fjall/keyspaces") else {
+        return false;
+    };
+    rest.file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .is_some_and(|f| f.starts_with('v') && f[1..].bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// Issue 16, item 5: lsm-tree trusts its version files (`fjall/keyspaces/K/vM`): a flipped byte
+/// tripped its assertions or made it allocate tens of GiB from a flipped length, aborting the
+/// process (53 of 7,984 single-bit flips), and `khonsu inspect` with it. The adapter checks each
+/// against the xxh3 checksum lsm-tree keeps in `current` before fjall reads it: every flip (a
+/// random bit of every byte; `KHONSU_DAMAGE_ALL_BITS=1` tries all eight) and every truncation is
+/// now an error naming the file, classified as corruption.
+#[cfg(feature = "fjall")]
+#[test]
+fn fjall_damaged_version_files_are_an_error_naming_them() {
+    let test = "fjall_damaged_version_files_are_an_error_naming_them";
+    let all_bits = std::env::var_os("KHONSU_DAMAGE_ALL_BITS").is_some();
+    let mut rng = Rng::new(seed(test));
+    let pristine = pristine(Adapter::Fjall, &mut rng);
+    let mut tried = 0;
+    for (name, used, len) in &pristine.files {
+        if !is_version_file(name) {
+            continue;
+        }
+        let mut cases: Vec<Damage> = (0..used.len())
+            .flat_map(|at| {
+                let masks: Vec<u8> = if all_bits {
+                    (0..8).map(|bit| 1 << bit).collect()
+                } else {
+                    vec![1 << rng.below(8)]
+                };
+                masks.into_iter().map(move |mask| Damage::Flip { at, mask })
+            })
+            .collect();
+        cases.extend((0..*len).map(|len| Damage::Truncate { len }));
+        let mut counts = Counts::default();
+        for damage in &cases {
+            trial(Adapter::Fjall, &pristine, name, damage, &mut counts);
+        }
+        eprintln!(
+            "{test}: {} ({len} bytes), {} damages: {counts}",
+            name.display(),
+            cases.len()
+        );
+        assert_eq!(
+            counts.errors,
+            cases.len(),
+            "{}: every damage of a version file is an error: {counts}",
+            name.display()
+        );
+        assert_eq!(
+            counts.corruption,
+            counts.errors,
+            "{}: classified as damage",
+            name.display()
+        );
+        tried += cases.len();
+    }
+    assert!(tried > 0, "no version file in the store");
 }
 
 /// Found by this file's damage test: a batch's seqno is outside the checksum fjall 3.1 keeps per

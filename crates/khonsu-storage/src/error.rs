@@ -236,26 +236,135 @@ pub const DISPLAY_KEY_BYTES: usize = 48;
 /// Result alias of `khonsu-storage`.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+thread_local! {
+    /// How many [`guard`]s this thread is inside.
+    static GUARDED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+    /// Where the last panic caught by a [`guard`] of this thread was raised.
+    static CAUGHT_AT: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs, once per process, a panic hook that stays silent about panics
+/// raised inside a [`guard`] (it notes where they were raised, for the
+/// error that reports them) and passes every other panic to the hook that
+/// was installed before it. Without it, a panic the guard turns into an
+/// error was reported twice: by the default hook on stderr (`thread 'main'
+/// panicked at ...`), then as the error.
+fn quiet_guarded_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let guarded = GUARDED.try_with(std::cell::Cell::get).unwrap_or(0) > 0;
+            if guarded {
+                let at = info.location().map(ToString::to_string);
+                let _ = CAUGHT_AT.try_with(|caught| *caught.borrow_mut() = at);
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `f`, turning a panic inside the embedded database (which redb and
 /// fjall raise on some damaged files, where an error was due) into a
-/// corruption error naming the file. A panic must not reach the caller of a
-/// storage adapter.
+/// corruption error naming the file, reported once: as the error, not also
+/// on stderr (see `quiet_guarded_panics`). A panic must not reach the
+/// caller of a storage adapter.
 pub(crate) fn guard<T>(
     file: &std::path::Path,
     what: &str,
     f: impl FnOnce() -> Result<T>,
 ) -> Result<T> {
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+    quiet_guarded_panics();
+    let _ = GUARDED.try_with(|depth| depth.set(depth.get() + 1));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let _ = GUARDED.try_with(|depth| depth.set(depth.get().saturating_sub(1)));
+    outcome.unwrap_or_else(|panic| {
         let message = panic
             .downcast_ref::<&str>()
             .map(ToString::to_string)
             .or_else(|| panic.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "a panic without a message".to_owned());
+        let at = CAUGHT_AT
+            .try_with(|caught| caught.borrow_mut().take())
+            .ok()
+            .flatten()
+            .map(|at| format!(" at {at}"))
+            .unwrap_or_default();
         CorruptSnafu {
             path: file,
             key: "-".to_owned(),
-            message: format!("the embedded database panicked while trying to {what} it: {message}"),
+            message: format!(
+                "the embedded database panicked{at} while trying to {what} it: {message}"
+            ),
         }
         .fail()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Run by `a_caught_panic_is_reported_once_as_the_error` in a child process: a panic
+    /// inside a guard, whose error goes to stdout.
+    #[test]
+    fn child_panics_inside_a_guard() {
+        if std::env::var_os("KHONSU_GUARD_CHILD").is_none() {
+            return; // only as the child
+        }
+        let result: Result<()> = guard(std::path::Path::new("/some/store"), "read", || {
+            panic!("the embedded store gave up")
+        });
+        match result {
+            Err(e) => println!("ERROR: {e}"),
+            Ok(()) => println!("NO ERROR"),
+        }
+        // A panic outside any guard still goes to the hook installed before.
+        let outside = std::panic::catch_unwind(|| panic!("outside a guard"));
+        println!("OUTSIDE CAUGHT: {}", outside.is_err());
+    }
+
+    /// Issue 16, item 8: a panic that a guard turns into an error was also printed by the
+    /// default panic hook (`thread 'main' panicked at ...`) before the error: reported twice,
+    /// once as if the program had crashed. It is reported once, as the error, which says where
+    /// the panic was raised; panics elsewhere are still printed.
+    #[test]
+    fn a_caught_panic_is_reported_once_as_the_error() {
+        let Ok(exe) = std::env::current_exe() else {
+            panic!("no path to the test binary");
+        };
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "error::tests::child_panics_inside_a_guard",
+                "--nocapture",
+            ])
+            .env("KHONSU_GUARD_CHILD", "1")
+            .env("RUST_BACKTRACE", "0")
+            .output();
+        let Ok(out) = out else {
+            panic!("could not run the child");
+        };
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains("ERROR: stored data in /some/store is corrupt")
+                && stdout.contains("the embedded store gave up")
+                && stdout.contains("panicked at ")
+                && stdout.contains("error.rs"),
+            "the error says what panicked and where: {stdout}"
+        );
+        assert!(
+            !stderr.contains("the embedded store gave up"),
+            "the caught panic was printed besides the error:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("outside a guard") && stdout.contains("OUTSIDE CAUGHT: true"),
+            "a panic outside a guard reaches the previous hook:\n{stderr}"
+        );
+    }
 }

@@ -155,9 +155,23 @@ impl FjallStorage {
             // refuses a directory whose creation it did not finish).
             create(dir, &path, options)?;
         }
+        // fjall trusts its version files: check them (and that the tables
+        // they list exist) before it reads them (see `fjall_files`).
+        crate::fjall_files::check_versions(&path)?;
         guard(&path, "open", || {
             Self::open_fjall(data_dir, found, path.clone(), options)
         })
+    }
+
+    /// Checks every file fjall keeps against the checksum recorded for it:
+    /// each keyspace's version file against its `current` file, and each
+    /// table file against its version (reads every table once). `inspect`
+    /// runs it.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`] naming the damaged or missing file; I/O errors.
+    pub fn verify_files(&self) -> Result<()> {
+        crate::fjall_files::check_tables(&self.path)
     }
 
     fn open_fjall(
@@ -377,26 +391,63 @@ fn create(dir: &Path, path: &Path, options: FjallOptions) -> Result<()> {
     crate::dir::sync_dir(dir)
 }
 
-/// A fjall error, classified: damage fjall detected is corruption.
+/// Whether an I/O error fjall reports means a file is missing, cut short
+/// or malformed (damage), rather than a failing device or a permission.
+fn is_damage_kind(error: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        error.kind(),
+        ErrorKind::NotFound | ErrorKind::UnexpectedEof | ErrorKind::InvalidData
+    )
+}
+
+/// A fjall error, classified: damage fjall detected is corruption, and so
+/// is an I/O error of a damage kind (a missing file, one cut short) —
+/// then the files are checked against their checksums to name the one
+/// that is damaged, if any is.
 fn fjall_error(path: &Path, operation: &'static str, error: ::fjall::Error) -> Error {
-    let damaged = match &error {
-        ::fjall::Error::Storage(inner) => !matches!(inner, ::fjall::LsmError::Io(_)),
-        ::fjall::Error::JournalRecovery(_)
-        | ::fjall::Error::InvalidVersion(_)
-        | ::fjall::Error::Decompress(_)
-        | ::fjall::Error::InvalidTrailer
-        | ::fjall::Error::InvalidTag(_) => true,
+    let io_damage = match &error {
+        ::fjall::Error::Io(e) | ::fjall::Error::Storage(::fjall::LsmError::Io(e)) => {
+            is_damage_kind(e)
+        }
         _ => false,
     };
-    if damaged {
-        CorruptSnafu {
+    let damaged = io_damage
+        || match &error {
+            ::fjall::Error::Storage(inner) => !matches!(inner, ::fjall::LsmError::Io(_)),
+            ::fjall::Error::JournalRecovery(_)
+            | ::fjall::Error::InvalidVersion(_)
+            | ::fjall::Error::Decompress(_)
+            | ::fjall::Error::InvalidTrailer
+            | ::fjall::Error::InvalidTag(_)
+            | ::fjall::Error::Unrecoverable => true,
+            _ => false,
+        };
+    if !damaged {
+        return adapter_error(path, operation, error);
+    }
+    let reported = format!("fjall could not {operation} it: {error:?}");
+    let named = if io_damage {
+        match crate::fjall_files::check_tables(path) {
+            Err(Error::Corrupt { path, message, .. }) => Some((path, message)),
+            _ => None,
+        }
+    } else {
+        None
+    };
+    match named {
+        Some((file, message)) => CorruptSnafu {
+            path: file,
+            key: "-".to_owned(),
+            message: format!("{message} ({reported})"),
+        }
+        .build(),
+        None => CorruptSnafu {
             path,
             key: "-".to_owned(),
-            message: format!("fjall could not {operation} it: {error:?}"),
+            message: reported,
         }
-        .build()
-    } else {
-        adapter_error(path, operation, error)
+        .build(),
     }
 }
 

@@ -144,6 +144,10 @@ pub fn inspect(dir: impl AsRef<Path>) -> Result<Inspection> {
         #[cfg(feature = "fjall")]
         crate::fjall_adapter::ADAPTER => {
             let store = crate::FjallStorage::open(dir)?;
+            // Every table file against its checksum first (opening checked
+            // the version files): reading a damaged one is then not
+            // fjall's to discover.
+            store.verify_files()?;
             let scanned = store.scan(&mut visit)?;
             (
                 scanned.last_commit_ts,

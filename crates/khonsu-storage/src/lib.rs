@@ -47,6 +47,8 @@ pub mod dir;
 mod error;
 #[cfg(feature = "fjall")]
 mod fjall_adapter;
+#[cfg(feature = "fjall")]
+mod fjall_files;
 mod inspect;
 mod memory;
 mod redb_adapter;
