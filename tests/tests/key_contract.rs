@@ -50,7 +50,7 @@ fn exercise(db: &Khonsu, what: &str) {
                 ok(
                     db.atomically(|t| t.write(format!("thread{n}"), batch(n))),
                     "commit",
-                )
+                );
             });
         }
     });
@@ -74,7 +74,7 @@ fn keys_outside_the_contract_are_refused_on_every_store() {
         let db = must(adapter.open(dir.path()), "reopen");
         let mut t = db.start_transaction();
         let longest = ok(t.read(vec![b'k'; MAX_KEY_LEN]), "read the longest key");
-        assert_eq!(longest.as_ref().map(|b| value(b)), Some(2), "{adapter:?}");
+        assert_eq!(longest.as_ref().map(value), Some(2), "{adapter:?}");
         assert_eq!(read(&mut t, &b"x"[..]), Some(3));
         assert_eq!(read(&mut t, "thread1"), Some(1));
         assert_eq!(read(&mut t, "fine"), Some(1));

@@ -128,7 +128,9 @@ fn a_scan_over_a_staged_append_commits_when_nothing_changed() {
 fn numbered(n: u64) -> Khonsu {
     let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
     ok(
-        db.atomically(|t| (0..n).try_for_each(|k| t.write(k, batch(int(k as usize))))),
+        db.atomically(|t| {
+            (0..n).try_for_each(|k| t.write(k, batch(i64::try_from(k).unwrap_or(i64::MAX))))
+        }),
         "load",
     );
     db

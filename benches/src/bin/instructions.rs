@@ -45,11 +45,17 @@ fn value(n: i64) -> Arc<RecordBatch> {
     }
 }
 
+/// The pool's batch at `index` modulo its length.
+fn of(pool: &[Arc<RecordBatch>], index: u64) -> Arc<RecordBatch> {
+    let at = usize::try_from(index % pool.len().max(1) as u64).unwrap_or(0);
+    pool.get(at).map_or_else(|| value(0), Arc::clone)
+}
+
 #[inline(never)]
 fn measured(db: &Khonsu, workload: &str, n: u64, pool: &[Arc<RecordBatch>]) -> Result<u64> {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut rows = 0_u64;
-    let pick = |rng: &mut Rng| Arc::clone(&pool[rng.below(pool.len() as u64) as usize]);
+    let pick = |rng: &mut Rng| of(pool, rng.below(pool.len() as u64));
     for _ in 0..n {
         match workload {
             "r1" => {
@@ -101,7 +107,7 @@ fn main() -> Result<()> {
     for chunk in 0..KEYS / 1_000 {
         let mut t = db.start_transaction();
         for key in chunk * 1_000..(chunk + 1) * 1_000 {
-            t.write(key, Arc::clone(&pool[(key % pool.len() as u64) as usize]))?;
+            t.write(key, of(&pool, key))?;
         }
         t.commit()?;
     }

@@ -303,10 +303,10 @@ impl FjallStorage {
                 .into_inner()
                 .map_err(|e| fjall_error(&self.path, "read", e))?;
             let key = Key::from(key.as_ref());
-            let decoded = decoder.decode(value.to_vec());
+            let outcome = decoder.decode(value.to_vec());
             // An intact value that does not decode still counts: its header
             // holds its commit timestamp.
-            let intact_ts = match &decoded {
+            let intact_ts = match &outcome {
                 Ok((commit_ts, _)) | Err(DecodeError::Undecodable { commit_ts, .. }) => {
                     Some(*commit_ts)
                 }
@@ -317,7 +317,7 @@ impl FjallStorage {
                 digest ^= entry_digest(key.as_bytes(), commit_ts);
                 newest = newest.max(commit_ts);
             }
-            let entry = decoded
+            let entry = outcome
                 .map(|(commit_ts, batch)| RecoveredEntry {
                     key: key.clone(),
                     commit_ts,

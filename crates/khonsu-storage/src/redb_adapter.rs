@@ -330,10 +330,10 @@ impl RedbStorage {
             for item in range {
                 let (key, value) = item.map_err(|e| self.adapter_error("read", e))?;
                 let key = Key::from(key.value());
-                let decoded = decoder.decode(value.value().to_vec());
+                let outcome = decoder.decode(value.value().to_vec());
                 // An intact value that does not decode still counts: its
                 // header holds its commit timestamp.
-                let intact_ts = match &decoded {
+                let intact_ts = match &outcome {
                     Ok((commit_ts, _)) | Err(DecodeError::Undecodable { commit_ts, .. }) => {
                         Some(*commit_ts)
                     }
@@ -343,7 +343,7 @@ impl RedbStorage {
                     count += 1;
                     digest ^= entry_digest(key.as_bytes(), commit_ts);
                 }
-                let entry = decoded
+                let entry = outcome
                     .map(|(commit_ts, batch)| RecoveredEntry {
                         key: key.clone(),
                         commit_ts,

@@ -72,6 +72,10 @@ impl std::fmt::Debug for Head {
 
 /// What one pruning pass over a key left behind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[expect(
+    clippy::struct_excessive_bools,
+    reason = "four independent findings of one pass, each read by `revisit`"
+)]
 pub(super) struct Pruned {
     /// Whether the pass reached the end of the chain.
     pub(super) complete: bool,

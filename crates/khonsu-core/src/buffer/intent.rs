@@ -208,6 +208,7 @@ impl<'a> KeyIntent<'a> {
     /// in timestamp order. Pruned then, with pins taken after the publish,
     /// the version the commit covered goes at once unless a snapshot reads
     /// it.
+    #[must_use = "an installed key is pruned once the commit is published"]
     pub fn release_installed(mut self) -> Option<Installed<'a>> {
         let installed = self.installed;
         self.finish_without_install();

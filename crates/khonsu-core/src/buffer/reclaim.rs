@@ -105,7 +105,7 @@ impl DeferredQueue {
                 n
             })
             .unwrap_or(0);
-        if turn % STEAL_EVERY != 0 {
+        if !turn.is_multiple_of(STEAL_EVERY) {
             return None;
         }
         let other = (own + 1 + (turn / STEAL_EVERY) % (STRIPES - 1)) % STRIPES;
