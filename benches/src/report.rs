@@ -161,6 +161,83 @@ pub fn table(rows: &[Row], reference: &str) -> String {
     out
 }
 
+/// Thread scaling that Khonsu must keep: on these workloads, two threads
+/// at least this many times one thread's tx/s (issue 3's target; issue 16
+/// found it lost: `w1` fell to 0.32x when pruning moved into the publish
+/// window).
+pub const SCALING_TARGET: f64 = 1.7;
+
+/// Workloads with a scaling target: a read and a blind write touch no
+/// shared key, so nothing but the engine stops them scaling.
+pub const SCALING_WORKLOADS: [&str; 2] = ["r1", "w1"];
+
+/// The scaling lines: for each engine and workload that ran at one thread
+/// and at more, tx/s at the most threads ÷ at one; for `reference` on the
+/// [`SCALING_WORKLOADS`] at two threads, PASS or MISS against
+/// [`SCALING_TARGET`], beside `floor`'s scaling in the same run (the raw
+/// `SkipMap`: what the host allowed).
+#[must_use]
+pub fn scaling(rows: &[Row], reference: &str, floor: &str) -> String {
+    let rate = |engine: &str, workload: &str, threads: usize| {
+        rows.iter()
+            .find(|r| r.engine == engine && r.workload == workload && r.threads == threads)
+            .map(|r| r.tx_per_s)
+            .filter(|rate| *rate > 0.0)
+    };
+    let mut out = String::new();
+    let most = rows.iter().map(|r| r.threads).max().unwrap_or(1);
+    if most < 2 {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "scaling (tx/s at {most} threads / at 1 thread, median rounds):"
+    );
+    let mut seen: Vec<(&str, &str)> = Vec::new();
+    for row in rows {
+        let pair = (row.engine, row.workload);
+        if seen.contains(&pair) {
+            continue;
+        }
+        seen.push(pair);
+        if let (Some(one), Some(many)) = (
+            rate(row.engine, row.workload, 1),
+            rate(row.engine, row.workload, most),
+        ) {
+            let _ = writeln!(
+                out,
+                "  {:<20} {:<8} {:.2}x",
+                row.engine,
+                row.workload,
+                many / one
+            );
+        }
+    }
+    for workload in SCALING_WORKLOADS {
+        let ours = rate(reference, workload, 2).zip(rate(reference, workload, 1));
+        let Some((two, one)) = ours else {
+            continue;
+        };
+        let scaled = two / one;
+        let host = rate(floor, workload, 2)
+            .zip(rate(floor, workload, 1))
+            .map_or_else(String::new, |(two, one)| {
+                format!(" ({floor} scaled {:.2}x in this run)", two / one)
+            });
+        let _ = writeln!(
+            out,
+            "target: {reference} {workload} 2 threads >= {SCALING_TARGET}x 1 thread: {scaled:.2}x \
+             {}{host}",
+            if scaled >= SCALING_TARGET {
+                "PASS"
+            } else {
+                "MISS"
+            },
+        );
+    }
+    out
+}
+
 /// The rows as a JSON array of objects with the keys `engine`,
 /// `workload`, `threads`, `txns`, `tx_per_s`, `cpu_us_per_txn`, `aborts`
 /// (a count), and also `abort_rate`, `ratio`, `cpu_ratio` and `note`

@@ -361,6 +361,11 @@ fn run(options: &Options) -> Result<(), Error> {
     report::add_ratios(&mut rows, reference);
     print!("{}", report::table(&rows, reference));
     println!();
+    print!(
+        "{}",
+        report::scaling(&rows, reference, EngineKind::SkipMap.name())
+    );
+    println!();
     if !options.log_preloads.is_empty() {
         khonsu_benches::hot_log::run_and_print(
             &options.threads,
