@@ -796,3 +796,50 @@ fn a_read_committed_append_after_reading_a_deleted_key_has_one_outcome() {
         drop(older);
     }
 }
+
+/// Found by review: a write's own `Append` resolution (`write_with`) at `ReadCommitted`, in a
+/// transaction whose resolution is `Fail`, aborted instead of appending the rows it added to
+/// what it read, because the read's batch was kept only under the transaction's `Append`.
+#[test]
+fn a_writes_own_append_resolution_merges_what_it_added() {
+    let db = db(
+        TransactionIsolation::ReadCommitted,
+        ConflictResolution::Fail,
+    );
+    ok(db.atomically(|t| t.write("log", batch_of(&[1]))), "seed");
+    let mut t1 = db.start_transaction();
+    assert_eq!(read_rows(&mut t1, "log"), Some(vec![1]));
+    ok(
+        t1.write_with("log", batch_of(&[1, 2]), ConflictResolution::Append),
+        "stage",
+    );
+    ok(
+        db.atomically(|t| t.write("log", batch_of(&[1, 3]))),
+        "concurrent",
+    );
+    let info = commit(t1);
+    assert_eq!(info.appended, vec![key("log")]);
+    assert_eq!(committed_rows(&db, "log"), Some(vec![1, 3, 2]));
+}
+
+/// Found by review: with an expired and a live pin at the same timestamp,
+/// `start_transaction_at` picked the first and refused with `SnapshotTooOld`.
+#[test]
+fn a_live_pin_is_used_beside_an_expired_one_at_the_same_timestamp() {
+    let max_age = Duration::from_millis(10);
+    let db = ok(Khonsu::builder().max_snapshot_age(max_age).build(), "build");
+    ok(db.atomically(|t| t.write("a", batch(1))), "seed");
+    let old = db.pin_snapshot();
+    let started = std::time::Instant::now();
+    while started.elapsed() <= max_age * 3 {
+        std::thread::sleep(max_age); // let the first pin expire (no timing is asserted)
+    }
+    let young = db.pin_snapshot();
+    assert_eq!(old.ts(), young.ts());
+    ok(db.atomically(|t| t.write("a", batch(2))), "a later commit");
+    let mut t = ok(
+        db.start_transaction_at(young.ts()),
+        "the live pin retains it",
+    );
+    assert_eq!(read(&mut t, "a"), Some(1));
+}

@@ -290,7 +290,7 @@ impl Khonsu {
         }
         let (visible, txn_id) = (txn.snapshot_ts(), txn.id());
         drop(txn);
-        let pinned = {
+        let at_ts: Vec<Arc<PinInner>> = {
             let mut pins = self
                 .shared
                 .pins
@@ -299,26 +299,32 @@ impl Khonsu {
             pins.retain(|pin| pin.strong_count() > 0);
             pins.iter()
                 .filter_map(Weak::upgrade)
-                .find(|pin| pin.ts == ts)
+                .filter(|pin| pin.ts == ts)
+                .collect()
         };
-        let Some(pin) = pinned else {
-            return NotRetainedSnafu { ts, visible }.fail();
+        // A pin past the maximum snapshot age no longer retains anything:
+        // take a live one if there is one.
+        let expired = |pin: &Arc<PinInner>| {
+            pin.registration
+                .as_ref()
+                .and_then(|registration| self.shared.snapshots.expired(registration))
         };
-        // A pin past the maximum snapshot age no longer retains anything.
-        if let Some(age) = pin
-            .registration
-            .as_ref()
-            .and_then(|registration| self.shared.snapshots.expired(registration))
-        {
-            return SnapshotTooOldSnafu {
+        if let Some(pin) = at_ts.iter().find(|pin| expired(pin).is_none()) {
+            return Ok(Transaction::begin_pinned(
+                Arc::clone(&self.shared),
+                Arc::clone(pin),
+            ));
+        }
+        match at_ts.iter().find_map(expired) {
+            Some(age) => SnapshotTooOldSnafu {
                 txn_id,
                 snapshot_ts: ts,
                 age,
                 max_age: self.shared.snapshots.max_age().unwrap_or_default(),
             }
-            .fail();
+            .fail(),
+            None => NotRetainedSnafu { ts, visible }.fail(),
         }
-        Ok(Transaction::begin_pinned(Arc::clone(&self.shared), pin))
     }
 
     /// Runs `body` in a transaction and commits it, retrying from scratch

@@ -306,11 +306,12 @@ impl Transaction {
         }
     }
 
-    /// Whether point reads keep the batch they saw: only at `ReadCommitted`
-    /// under the `Append` resolution, the one that uses it.
+    /// Whether point reads keep the batch they saw: only at `ReadCommitted`,
+    /// the one level where a resolution uses it (an `Append`-resolved
+    /// rewrite, which may be any write's own: `write_with`). One batch per
+    /// key at most: the newest read replaces the older.
     fn keeps_read_values(&self) -> bool {
         self.isolation == TransactionIsolation::ReadCommitted
-            && self.resolution == ConflictResolution::Append
     }
 
     /// Counts this transaction among the durable database's open writers

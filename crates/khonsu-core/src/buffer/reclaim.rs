@@ -39,9 +39,8 @@ thread_local! {
         NEXT.fetch_add(1, Ordering::Relaxed) % STRIPES
     };
 
-    /// Calls of [`DeferredQueue::pop`] on this thread, to take turns at
-    /// other threads' stripes.
-    static POPS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+    /// Calls of [`DeferredQueue::steal_turn`] on this thread.
+    static TURNS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// This thread's stripe.
@@ -49,9 +48,13 @@ fn my_stripe() -> usize {
     STRIPE.try_with(|s| *s).unwrap_or(0)
 }
 
-/// A thread whose own stripe of the deferred queue is empty looks at
-/// another thread's once in this many pops.
+/// A committer revisits keys of another thread's stripe of the deferred
+/// queue once in this many commits ...
 const STEAL_EVERY: usize = 8;
+
+/// ... and then up to this many of them: at most one revisit per commit on
+/// average, enough to drain the stripe of a thread that stopped committing.
+pub(super) const STEAL_BUDGET: usize = 8;
 
 /// The deferred-reclamation queue: keys to revisit, each with the sequence
 /// number of the pins it was last pruned with, striped by thread.
@@ -59,10 +62,11 @@ const STEAL_EVERY: usize = 8;
 /// A committer queues the keys it installed on its own stripe and revisits
 /// from it, so committers on different threads touch no common cache line
 /// (one shared queue cost two threads of blind writes half their
-/// throughput: every commit pushed or popped its head and tail). A thread
-/// whose own stripe is empty takes, now and then, from another stripe in
-/// turn, so keys queued by a thread that stopped committing are still
-/// revisited.
+/// throughput: every commit pushed or popped its head and tail). Once in
+/// [`STEAL_EVERY`] commits a committer also revisits up to
+/// [`STEAL_BUDGET`] keys of the next non-empty stripe of another thread, in
+/// turn — whatever its own stripe holds — so keys queued by a thread that
+/// stopped committing are revisited too.
 #[derive(Debug)]
 pub(super) struct DeferredQueue {
     stripes: [CachePadded<SegQueue<(Key, u64)>>; STRIPES],
@@ -85,31 +89,39 @@ impl DeferredQueue {
         &self.stripes[index % STRIPES]
     }
 
+    /// This thread's stripe index.
+    pub(super) fn own(&self) -> usize {
+        my_stripe() % STRIPES
+    }
+
     /// Queues `key` on this thread's stripe.
     pub(super) fn push(&self, key: Key, pruned_with: u64) {
         self.stripe(my_stripe()).push((key, pruned_with));
     }
 
-    /// The next key to revisit: from this thread's stripe, or, when it is
-    /// empty, now and then from another one. Also says which stripe it
-    /// came from (to put it back there).
-    pub(super) fn pop(&self) -> Option<(usize, Key, u64)> {
-        let own = my_stripe();
-        if let Some((key, seq)) = self.stripe(own).pop() {
-            return Some((own, key, seq));
-        }
-        let turn = POPS
-            .try_with(|pops| {
-                let n = pops.get().wrapping_add(1);
-                pops.set(n);
+    /// The next entry of stripe `index`.
+    pub(super) fn pop_from(&self, index: usize) -> Option<(Key, u64)> {
+        self.stripe(index).pop()
+    }
+
+    /// Once in [`STEAL_EVERY`] calls on a thread: the first non-empty
+    /// stripe of another thread, starting after the one it took last.
+    pub(super) fn steal_turn(&self) -> Option<usize> {
+        let turn = TURNS
+            .try_with(|turns| {
+                let n = turns.get().wrapping_add(1);
+                turns.set(n);
                 n
             })
             .unwrap_or(0);
         if !turn.is_multiple_of(STEAL_EVERY) {
             return None;
         }
-        let other = (own + 1 + (turn / STEAL_EVERY) % (STRIPES - 1)) % STRIPES;
-        self.stripe(other).pop().map(|(key, seq)| (other, key, seq))
+        let own = self.own();
+        let start = turn / STEAL_EVERY;
+        (0..STRIPES)
+            .map(|i| (start + i) % STRIPES)
+            .find(|&i| i != own && !self.stripe(i).is_empty())
     }
 
     /// Puts an entry back on the stripe it came from.
@@ -260,13 +272,23 @@ impl TxnBuffer {
         }
     }
 
-    /// Revisits up to `budget` keys queued for deferred reclamation with
-    /// `pins`. Called by committers after they publish; cheap when this
-    /// thread's stripe of the queue is empty, and it stops at keys last
-    /// pruned with these very pins (nothing new to find).
+    /// Revisits up to `budget` keys queued on this thread's stripe of the
+    /// deferred queue with `pins`, and once in eight calls up to eight keys
+    /// of another thread's stripe (so a thread that stopped committing does
+    /// not leave its keys behind). Called
+    /// by committers after they publish; cheap when the stripe is empty,
+    /// and it stops at keys last pruned with these very pins (nothing new
+    /// to find).
     pub fn collect_deferred(&self, pins: &Pins, budget: usize) {
+        self.collect_stripe(self.deferred.own(), pins, budget);
+        if let Some(other) = self.deferred.steal_turn() {
+            self.collect_stripe(other, pins, STEAL_BUDGET);
+        }
+    }
+
+    fn collect_stripe(&self, stripe: usize, pins: &Pins, budget: usize) {
         for _ in 0..budget {
-            let Some((stripe, key, pruned_with)) = self.deferred.pop() else {
+            let Some((key, pruned_with)) = self.deferred.pop_from(stripe) else {
                 return;
             };
             if pins.seq != 0 && pins.seq <= pruned_with {
