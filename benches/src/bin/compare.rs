@@ -291,6 +291,17 @@ fn cell_seed(base: u64, workload: usize, threads: usize, round: usize) -> u64 {
         ^ mix(round).wrapping_mul(0x1656_67B1_9E37_79F9)
 }
 
+/// The table, then each engine's thread scaling and the scaling targets.
+fn print_results(rows: &[Row], reference: &str) {
+    print!("{}", report::table(rows, reference));
+    println!();
+    print!(
+        "{}",
+        report::scaling(rows, reference, EngineKind::SkipMap.name())
+    );
+    println!();
+}
+
 fn run(options: &Options) -> Result<(), Error> {
     let started = Instant::now();
     let cpu_at_start = cpu::process_cpu_time();
@@ -359,13 +370,7 @@ fn run(options: &Options) -> Result<(), Error> {
 
     let reference = EngineKind::REFERENCE.name();
     report::add_ratios(&mut rows, reference);
-    print!("{}", report::table(&rows, reference));
-    println!();
-    print!(
-        "{}",
-        report::scaling(&rows, reference, EngineKind::SkipMap.name())
-    );
-    println!();
+    print_results(&rows, reference);
     if !options.log_preloads.is_empty() {
         khonsu_benches::hot_log::run_and_print(
             &options.threads,

@@ -31,10 +31,11 @@ use ::fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use khonsu_core::Key;
 use snafu::{IntoError, ResultExt};
 
-use crate::codec::{DecodeError, ValueDecoder, entry_digest, stored_commit_ts};
+use crate::codec::{ValueDecoder, entry_digest, stored_commit_ts};
 use crate::dir::{DataDir, Found};
 use crate::error::guard;
 use crate::error::{AdapterSnafu, BackendError, CorruptSnafu, IoSnafu, NotAStoreSnafu, Result};
+use crate::traits::ScanTally;
 use crate::{
     Error, RecoveredEntry, RecoveredState, Scanned, Storage, StorageMutation, StorageStats,
     WriteFailure, WriteGroup, display_key,
@@ -297,38 +298,23 @@ impl FjallStorage {
         let last_commit_ts = read(META_LAST_TS)?;
         let (want_count, want_digest) = (read(META_KEY_COUNT)?, read(META_DIGEST)?);
         let mut decoder = ValueDecoder::default();
-        let (mut count, mut digest, mut newest, mut complete) = (0_u64, 0_u64, 0_u64, true);
+        let (mut tally, mut complete) = (ScanTally::default(), true);
         for item in self.data.iter() {
             let (key, value) = item
                 .into_inner()
                 .map_err(|e| fjall_error(&self.path, "read", e))?;
             let key = Key::from(key.as_ref());
-            let outcome = decoder.decode(value.to_vec());
-            // An intact value that does not decode still counts: its header
-            // holds its commit timestamp.
-            let intact_ts = match &outcome {
-                Ok((commit_ts, _)) | Err(DecodeError::Undecodable { commit_ts, .. }) => {
-                    Some(*commit_ts)
-                }
-                Err(DecodeError::Damaged(_)) => None,
-            };
-            if let Some(commit_ts) = intact_ts {
-                count += 1;
-                digest ^= entry_digest(key.as_bytes(), commit_ts);
-                newest = newest.max(commit_ts);
-            }
-            let entry = outcome
-                .map(|(commit_ts, batch)| RecoveredEntry {
-                    key: key.clone(),
-                    commit_ts,
-                    batch: std::sync::Arc::new(batch),
-                })
-                .map_err(|e| Error::of_stored_value(self.path.clone(), key.as_bytes(), e));
+            let entry = tally.entry(&self.path, &key, decoder.decode(value.to_vec()));
             if !visit(key, entry) {
                 complete = false;
                 break;
             }
         }
+        let ScanTally {
+            count,
+            digest,
+            newest,
+        } = tally;
         let matches = (count, digest) == (want_count, want_digest) && newest <= last_commit_ts;
         let integrity = if complete && !matches {
             Err(CorruptSnafu {

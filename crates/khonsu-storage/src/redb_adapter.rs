@@ -41,10 +41,11 @@ use ::redb::{Builder, Database, ReadableDatabase, ReadableTable, StorageBackend,
 use khonsu_core::Key;
 use snafu::{IntoError, ResultExt};
 
-use crate::codec::{DecodeError, ValueDecoder, entry_digest, stored_commit_ts};
+use crate::codec::{ValueDecoder, entry_digest, stored_commit_ts};
 use crate::dir::{DataDir, Found};
 use crate::error::guard;
 use crate::error::{AdapterSnafu, BackendError, CorruptSnafu, IoSnafu, NotAStoreSnafu, Result};
+use crate::traits::ScanTally;
 use crate::{
     Error, RecoveredEntry, RecoveredState, Scanned, Storage, StorageMutation, StorageStats,
     WriteFailure, WriteGroup,
@@ -325,36 +326,18 @@ impl RedbStorage {
                 .open_table(DATA)
                 .map_err(|e| self.adapter_error("open the data table of", e))?;
             let range = data.iter().map_err(|e| self.adapter_error("iterate", e))?;
-            let (mut count, mut digest, mut complete) = (0_u64, 0_u64, true);
+            let (mut tally, mut complete) = (ScanTally::default(), true);
             let mut decoder = ValueDecoder::default();
             for item in range {
                 let (key, value) = item.map_err(|e| self.adapter_error("read", e))?;
                 let key = Key::from(key.value());
-                let outcome = decoder.decode(value.value().to_vec());
-                // An intact value that does not decode still counts: its
-                // header holds its commit timestamp.
-                let intact_ts = match &outcome {
-                    Ok((commit_ts, _)) | Err(DecodeError::Undecodable { commit_ts, .. }) => {
-                        Some(*commit_ts)
-                    }
-                    Err(DecodeError::Damaged(_)) => None,
-                };
-                if let Some(commit_ts) = intact_ts {
-                    count += 1;
-                    digest ^= entry_digest(key.as_bytes(), commit_ts);
-                }
-                let entry = outcome
-                    .map(|(commit_ts, batch)| RecoveredEntry {
-                        key: key.clone(),
-                        commit_ts,
-                        batch: Arc::new(batch),
-                    })
-                    .map_err(|e| Error::of_stored_value(self.file.clone(), key.as_bytes(), e));
+                let entry = tally.entry(&self.file, &key, decoder.decode(value.value().to_vec()));
                 if !visit(key, entry) {
                     complete = false;
                     break;
                 }
             }
+            let (count, digest) = (tally.count, tally.digest);
             let integrity = if complete && (count, digest) != (want_count, want_digest) {
                 Err(CorruptSnafu {
                     path: self.file.clone(),

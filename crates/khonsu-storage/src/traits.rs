@@ -277,6 +277,49 @@ impl RecoveredState {
     }
 }
 
+/// The live-key count, digest and newest commit timestamp of the entries an
+/// adapter's scan went through, counted as it decodes them: what the scan
+/// compares with the count and digest the store keeps beside its data.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ScanTally {
+    pub(crate) count: u64,
+    pub(crate) digest: u64,
+    pub(crate) newest: Timestamp,
+}
+
+impl ScanTally {
+    /// Counts the stored value of `key` that decoded as `outcome` (an
+    /// intact value that does not decode counts too: its header holds its
+    /// commit timestamp) and turns it into the entry to visit, or the error
+    /// naming `path` and the key.
+    pub(crate) fn entry(
+        &mut self,
+        path: &std::path::Path,
+        key: &Key,
+        outcome: std::result::Result<(Timestamp, RecordBatch), crate::codec::DecodeError>,
+    ) -> Result<RecoveredEntry> {
+        use crate::codec::DecodeError;
+        let intact_ts = match &outcome {
+            Ok((commit_ts, _)) | Err(DecodeError::Undecodable { commit_ts, .. }) => {
+                Some(*commit_ts)
+            }
+            Err(DecodeError::Damaged(_)) => None,
+        };
+        if let Some(commit_ts) = intact_ts {
+            self.count += 1;
+            self.digest ^= crate::codec::entry_digest(key.as_bytes(), commit_ts);
+            self.newest = self.newest.max(commit_ts);
+        }
+        outcome
+            .map(|(commit_ts, batch)| RecoveredEntry {
+                key: key.clone(),
+                commit_ts,
+                batch: Arc::new(batch),
+            })
+            .map_err(|e| crate::Error::of_stored_value(path, key.as_bytes(), e))
+    }
+}
+
 /// What an adapter's scan of its whole store found besides the entries it
 /// visited (`RedbStorage::scan`, `FjallStorage::scan`).
 #[derive(Debug)]

@@ -90,7 +90,7 @@ impl DeferredQueue {
     }
 
     /// This thread's stripe index.
-    pub(super) fn own(&self) -> usize {
+    pub(super) fn own() -> usize {
         my_stripe() % STRIPES
     }
 
@@ -117,7 +117,7 @@ impl DeferredQueue {
         if !turn.is_multiple_of(STEAL_EVERY) {
             return None;
         }
-        let own = self.own();
+        let own = Self::own();
         let start = turn / STEAL_EVERY;
         (0..STRIPES)
             .map(|i| (start + i) % STRIPES)
@@ -280,7 +280,7 @@ impl TxnBuffer {
     /// and it stops at keys last pruned with these very pins (nothing new
     /// to find).
     pub fn collect_deferred(&self, pins: &Pins, budget: usize) {
-        self.collect_stripe(self.deferred.own(), pins, budget);
+        self.collect_stripe(DeferredQueue::own(), pins, budget);
         if let Some(other) = self.deferred.steal_turn() {
             self.collect_stripe(other, pins, STEAL_BUDGET);
         }
