@@ -7,9 +7,7 @@
 
 use std::sync::Arc;
 
-use arrow_array::{ArrayRef, Int64Array, ListArray, RecordBatch, StructArray};
-use arrow_buffer::OffsetBuffer;
-use arrow_schema::{Field, Fields};
+use khonsu::arrow_utils::sample;
 use khonsu::prelude::*;
 use khonsu::storage::{self, CommitRecord, Storage, StorageMutation, WriteGroup};
 use khonsu_tests::durable::{Adapter, storage_error};
@@ -17,29 +15,12 @@ use khonsu_tests::*;
 
 /// One row, a column of `Int64` wrapped in `depth` lists.
 fn nested_list(depth: usize) -> RecordBatch {
-    let mut array: ArrayRef = Arc::new(Int64Array::from(vec![7]));
-    for _ in 0..depth {
-        let field = Arc::new(Field::new("item", array.data_type().clone(), true));
-        let offsets = OffsetBuffer::from_lengths([array.len()]);
-        array = Arc::new(must(
-            ListArray::try_new(field, offsets, array, None),
-            "list",
-        ));
-    }
-    must(RecordBatch::try_from_iter([("v", array)]), "batch")
+    must(sample::nested_list(depth), "nested lists")
 }
 
 /// One row, a column of `Int64` wrapped in `depth` one-field structs.
 fn nested_struct(depth: usize) -> RecordBatch {
-    let mut array: ArrayRef = Arc::new(Int64Array::from(vec![7]));
-    for _ in 0..depth {
-        let fields = Fields::from(vec![Field::new("f", array.data_type().clone(), true)]);
-        array = Arc::new(must(
-            StructArray::try_new(fields, vec![array], None),
-            "struct",
-        ));
-    }
-    must(RecordBatch::try_from_iter([("v", array)]), "batch")
+    must(sample::nested_struct(depth), "nested structs")
 }
 
 fn adapters() -> Vec<Adapter> {

@@ -359,6 +359,48 @@ const fn sample(name: &'static str, make: Make) -> SampleType {
     SampleType { name, make }
 }
 
+/// A one-row batch whose column `v` is an `Int64` wrapped in `depth` lists:
+/// for tests of nesting limits (Arrow IPC writes a `List` nested 100 deep,
+/// and its reader refuses it past a depth of about 62).
+///
+/// ```
+/// let batch = khonsu_arrow_utils::sample::nested_list(3)?;
+/// assert_eq!(batch.schema().field(0).data_type().to_string(), "List(List(List(Int64)))");
+/// # Ok::<(), arrow_schema::ArrowError>(())
+/// ```
+///
+/// # Errors
+/// None in practice (Arrow's constructors check their inputs).
+pub fn nested_list(depth: usize) -> Result<RecordBatch, ArrowError> {
+    nested(depth, |array| {
+        let field = Arc::new(Field::new("item", array.data_type().clone(), true));
+        let offsets = arrow_buffer::OffsetBuffer::from_lengths([array.len()]);
+        Ok(Arc::new(ListArray::try_new(field, offsets, array, None)?))
+    })
+}
+
+/// Like [`nested_list`], with one-field structs (`f`) instead of lists.
+///
+/// # Errors
+/// None in practice (Arrow's constructors check their inputs).
+pub fn nested_struct(depth: usize) -> Result<RecordBatch, ArrowError> {
+    nested(depth, |array| {
+        let fields = Fields::from(vec![Field::new("f", array.data_type().clone(), true)]);
+        Ok(Arc::new(StructArray::try_new(fields, vec![array], None)?))
+    })
+}
+
+fn nested(
+    depth: usize,
+    wrap: impl Fn(ArrayRef) -> Result<ArrayRef, ArrowError>,
+) -> Result<RecordBatch, ArrowError> {
+    let mut array: ArrayRef = Arc::new(Int64Array::from(vec![7]));
+    for _ in 0..depth {
+        array = wrap(array)?;
+    }
+    RecordBatch::try_from_iter([("v", array)])
+}
+
 /// Every data type of the sample set: each primitive, temporal and decimal
 /// type, the string and binary types with their large and view forms,
 /// lists (plain, large, fixed-size, view), struct, map, dictionaries, run-end

@@ -693,22 +693,11 @@ fn inspect_finds_a_damaged_fjall_version_file() {
 fn inspect_tells_an_undecodable_value_from_damage() {
     use std::sync::Arc;
 
-    use arrow_array::{ArrayRef, ListArray};
     use khonsu::storage::{CommitRecord, RedbStorage, Storage, StorageMutation, WriteGroup};
 
     let sandbox = Sandbox::new();
     let dir = sandbox.join("deep");
-    let mut array: ArrayRef = Arc::new(Int64Array::from(vec![1]));
-    for _ in 0..100 {
-        let field = Arc::new(arrow_schema::Field::new(
-            "item",
-            array.data_type().clone(),
-            true,
-        ));
-        let offsets = arrow_buffer::OffsetBuffer::from_lengths([array.len()]);
-        array = Arc::new(ListArray::try_new(field, offsets, array, None).unwrap());
-    }
-    let deep = Arc::new(RecordBatch::try_from_iter([("v", array)]).unwrap());
+    let deep = Arc::new(khonsu::arrow_utils::sample::nested_list(100).unwrap());
     {
         let store = RedbStorage::open(&dir).unwrap();
         let record = CommitRecord {

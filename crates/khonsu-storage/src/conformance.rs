@@ -262,25 +262,10 @@ fn the_key_contract_holds<S: Storage>(
 
 fn check_value_refuses_undecodable(store: &dyn Storage) -> Result<(), Failure> {
     let check = "check_value refuses what Arrow IPC cannot decode again";
-    let mut array: arrow_array::ArrayRef = Arc::new(arrow_array::Int64Array::from(vec![7]));
-    for _ in 0..100 {
-        let field = Arc::new(arrow_schema::Field::new(
-            "item",
-            array.data_type().clone(),
-            true,
-        ));
-        let offsets = arrow_buffer::OffsetBuffer::from_lengths([array.len()]);
-        array = Arc::new(step(
-            check,
-            "build",
-            arrow_array::ListArray::try_new(field, offsets, array, None)
-                .map_err(|e| arrow_error(&e)),
-        )?);
-    }
     let batch = step(
         check,
         "build",
-        RecordBatch::try_from_iter([("deep", array)]).map_err(|e| arrow_error(&e)),
+        sample::nested_list(100).map_err(|e| arrow_error(&e)),
     )?;
     if store.check_value(&batch).is_ok() {
         return fail(check, "a List nested 100 deep was accepted");

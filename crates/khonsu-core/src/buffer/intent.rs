@@ -262,12 +262,6 @@ pub struct Installed<'a> {
 }
 
 impl Installed<'_> {
-    /// The key.
-    #[must_use]
-    pub fn key(&self) -> &Key {
-        self.entry.key()
-    }
-
     /// Prunes what `pins` allow below the key's newest version (a bounded
     /// walk) and queues the key if a later pass may reclaim more. If
     /// another committer or a reclaimer holds the key by now, it is left to

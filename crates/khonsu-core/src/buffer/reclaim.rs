@@ -91,12 +91,13 @@ impl DeferredQueue {
 
     /// This thread's stripe index.
     pub(super) fn own() -> usize {
-        my_stripe() % STRIPES
+        my_stripe()
     }
 
-    /// Queues `key` on this thread's stripe.
-    pub(super) fn push(&self, key: Key, pruned_with: u64) {
-        self.stripe(my_stripe()).push((key, pruned_with));
+    /// Queues `key` on stripe `index`: this thread's ([`own`](Self::own))
+    /// for a new entry, the one it came from for an entry put back.
+    pub(super) fn push(&self, index: usize, key: Key, pruned_with: u64) {
+        self.stripe(index).push((key, pruned_with));
     }
 
     /// The next entry of stripe `index`.
@@ -124,11 +125,6 @@ impl DeferredQueue {
             .find(|&i| i != own && !self.stripe(i).is_empty())
     }
 
-    /// Puts an entry back on the stripe it came from.
-    pub(super) fn push_back(&self, stripe: usize, key: Key, pruned_with: u64) {
-        self.stripe(stripe).push((key, pruned_with));
-    }
-
     /// Takes every entry queued when it is called.
     pub(super) fn drain(&self) -> Vec<Key> {
         let mut keys = Vec::new();
@@ -145,10 +141,6 @@ impl DeferredQueue {
 
     pub(super) fn len(&self) -> usize {
         self.stripes.iter().map(|s| s.len()).sum()
-    }
-
-    pub(super) fn is_empty(&self) -> bool {
-        self.stripes.iter().all(|s| s.is_empty())
     }
 }
 
@@ -294,7 +286,7 @@ impl TxnBuffer {
             if pins.seq != 0 && pins.seq <= pruned_with {
                 // Queued with these pins (and a stripe is roughly in that
                 // order): keep it queued, stop here.
-                self.deferred.push_back(stripe, key, pruned_with);
+                self.deferred.push(stripe, key, pruned_with);
                 return;
             }
             let Some(entry) = self.counted(&key) else {
@@ -364,7 +356,8 @@ impl TxnBuffer {
     /// noting the pins it was last pruned with.
     pub(super) fn enqueue_head(&self, head: &CountedHead<'_>, pruned_with: u64) {
         if state::mark_queued(&head.head().word) {
-            self.deferred.push(head.key().clone(), pruned_with);
+            self.deferred
+                .push(DeferredQueue::own(), head.key().clone(), pruned_with);
         }
     }
 
@@ -389,13 +382,6 @@ impl TxnBuffer {
             ControlFlow::Continue(())
         });
         (keys, versions)
-    }
-
-    /// Whether any key is queued for deferred reclamation (a look at every
-    /// stripe of the queue).
-    #[must_use]
-    pub fn has_deferred(&self) -> bool {
-        !self.deferred.is_empty()
     }
 
     /// Keys queued for deferred reclamation.
