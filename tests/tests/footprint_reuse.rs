@@ -55,7 +55,7 @@ fn staged_writes_do_not_reach_the_next_transaction() {
 
 #[test]
 fn reads_of_a_finished_transaction_are_not_validated_in_the_next() {
-    let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
+    let db = conservative_db(TransactionIsolation::Serializable, ConflictResolution::Fail);
     seed_values(&db, &[("x", 1), ("p/1", 1), ("y", 0)]);
 
     // Reads `x` and scans `p/`, then rolls back.

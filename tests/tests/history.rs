@@ -746,10 +746,14 @@ fn worker(ctx: &Ctx<'_>, w: usize, plans: &[(usize, usize)]) -> Vec<Txn> {
 }
 
 fn build(storage: Arc<dyn Storage>, level: TransactionIsolation) -> Khonsu {
+    // The checker takes commit order as the serial order: the conservative validation's
+    // promise (precise `Serializable` is checked by `model` and `pg_isolation`, which search
+    // for a serial order).
     ok(
         Khonsu::builder()
             .isolation(level)
             .conflict_resolution(ConflictResolution::Fail)
+            .serializable_validation(khonsu::SerializableValidation::Conservative)
             .storage(storage)
             .build(),
         "build the database on the flaky storage",

@@ -18,6 +18,7 @@ mod key_contract;
 mod lost_update;
 mod model;
 mod observed_txn_vanishes;
+mod pg_isolation;
 mod phantom;
 mod predicate_many_preceders;
 mod read_dependencies;

@@ -83,7 +83,9 @@ enum Change {
 }
 
 /// A Serializable writer T1 scans `[b, d)`, a concurrent commit changes `target`, T1 then writes
-/// `z` (outside everything) and commits. Returns T1's commit result.
+/// `z` (outside everything) and commits. Returns T1's commit result. The concurrent transaction
+/// also reads `z` first, so a phantom puts T1 in a cycle (T2 →rw T1 →rw T2): precise
+/// `Serializable` must abort it too, not only order T1 before T2.
 fn change_during_scan(
     range: Bounds,
     target: &str,
@@ -95,6 +97,7 @@ fn change_during_scan(
     let mut t1 = db.start_transaction();
     ok(t1.scan(range), "scan");
     let mut t2 = db.start_transaction();
+    assert_eq!(read(&mut t2, "z"), None);
     match change {
         Change::Insert | Change::Update => write(&mut t2, target, 100),
         Change::Delete => delete(&mut t2, target),
@@ -227,6 +230,8 @@ fn serializable_scan_prefix_precision() {
         let mut t1 = db.start_transaction();
         assert_eq!(scan_prefix(&mut t1, "p/"), vec![(key("p/1"), 1)]);
         let mut t2 = db.start_transaction();
+        // T2 reads what T1 writes: a phantom closes the cycle T1 →rw T2 →rw T1.
+        assert_eq!(read(&mut t2, "z"), None);
         write(&mut t2, target, 2);
         commit(t2);
         write(&mut t1, "z", 1);
@@ -242,7 +247,7 @@ fn serializable_scan_prefix_precision() {
 /// An empty scan result is still a predicate read: inserting into the empty range is a phantom.
 #[test]
 fn serializable_empty_scan_result_is_tracked() {
-    let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
+    let db = conservative_db(TransactionIsolation::Serializable, ConflictResolution::Fail);
     seed_values(&db, &[("a", 1)]);
     let mut t1 = db.start_transaction();
     assert!(scan(&mut t1, key("m")..key("n")).is_empty());

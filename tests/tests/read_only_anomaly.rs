@@ -11,8 +11,10 @@
 //!
 //! Under snapshot isolation all three commit, yet T3's report (c=0, s=20) is impossible in any
 //! serial order consistent with the final state c=-11, s=20: the report says the deposit came
-//! first, but then the withdrawal would not have charged the fee. At Serializable the writer T2
-//! aborts (its read of `s` went stale: `StaleRead` on `s`) and the read-only T3 never does.
+//! first, but then the withdrawal would not have charged the fee. At Serializable one of them
+//! aborts with a dangerous structure: the writer T2 when the report committed first or is
+//! declared read-only (which never aborts), the report when T2 committed first and the report
+//! did not declare itself read-only.
 
 use khonsu::ConflictKind;
 use khonsu::prelude::*;
@@ -52,13 +54,39 @@ fn schedule(iso: TransactionIsolation, report_first: bool, explicit_read_only: b
         let r2 = t2.commit();
         (r2, t3.commit())
     };
-    let c3 = ok(c3, &format!("{ctx}: the read-only report must never abort"));
+    let final_state = (committed(&db, "checking"), committed(&db, "savings"));
+    if iso == TransactionIsolation::Serializable && !report_first && !explicit_read_only {
+        // Precise `Serializable`: T2 commits (ordered before T1: it did not see the deposit);
+        // the report, which did see it and read checking before T2's write, would close the
+        // structure T3 →rw T2 →rw T1 with T1 committed before its snapshot. Not declared
+        // read-only, it is the one to abort, as PostgreSQL aborts it.
+        ok(r2, &ctx);
+        let err = expect_err(c3, &ctx);
+        let Some(c) = err.conflict() else {
+            panic!("{ctx}: not a conflict: {err:?}")
+        };
+        assert_eq!(c.kind, ConflictKind::DangerousStructure, "{ctx}: {c:?}");
+        let Some(structure) = c.structure.as_deref() else {
+            panic!("{ctx}: a dangerous structure without its timestamps: {c:?}")
+        };
+        assert_eq!(structure.reader_ts, None, "{ctx}: the report is the reader");
+        assert!(structure.pivot_ts.is_some(), "{ctx}: T2 is the pivot");
+        assert_eq!(final_state, (Some(-11), Some(20)), "{ctx}");
+        return;
+    }
+    let c3 = ok(c3, &format!("{ctx}: the read-only report must not abort"));
     assert!(c3.read_only, "{ctx}");
 
-    let final_state = (committed(&db, "checking"), committed(&db, "savings"));
     if iso == TransactionIsolation::Serializable {
+        // The report committed (or is declared read-only, which keeps no read set: then no
+        // writer may be ordered before a commit its snapshot saw), so the writer T2 aborts.
         let err = expect_err(r2, &ctx);
         assert_conflict(&err, &ConflictKind::StaleRead, &key("savings"));
+        assert_eq!(
+            err.conflict().map(|c| c.kind),
+            Some(ConflictKind::DangerousStructure),
+            "{ctx}"
+        );
         assert_eq!(final_state, (Some(0), Some(20)), "{ctx}");
         // Retried after the deposit, the withdrawal sees the money and pays no fee.
         let mut t2 = db.start_transaction();

@@ -139,7 +139,7 @@ fn g_single_write_serializable() {
 /// writes an unrelated key (conservative validation, serial order = commit order).
 #[test]
 fn serializable_writer_with_stale_read_aborts() {
-    let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
+    let db = conservative_db(TransactionIsolation::Serializable, ConflictResolution::Fail);
     seed_values(&db, &[("x", 10), ("y", 20)]);
     let mut t1 = db.start_transaction();
     assert_eq!(read(&mut t1, "x"), Some(10));

@@ -124,7 +124,7 @@ fn reclamation_causes_no_aborts_between_disjoint_transactions() {
 
 #[test]
 fn aborted_inserts_leave_no_key_behind() {
-    let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
+    let db = conservative_db(TransactionIsolation::Serializable, ConflictResolution::Fail);
     seed_values(&db, &[("x", 0)]);
     for i in 0..1_000_u64 {
         let mut stale = db.start_transaction();

@@ -326,7 +326,7 @@ fn resolution_precedence_is_write_then_transaction_then_database() {
 /// its reads are still validated.
 #[test]
 fn ignore_at_serializable_still_validates_the_reads() {
-    let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
+    let db = conservative_db(TransactionIsolation::Serializable, ConflictResolution::Fail);
     seed_values(&db, &[("x", 1), ("y", 1)]);
     let mut t = db.start_transaction();
     assert_eq!(read(&mut t, "y"), Some(1));
@@ -609,7 +609,7 @@ fn a_streaming_scan_is_lazy_limited_reversible_and_sees_own_writes() {
 /// phantom (abort), an insert past where a `limit` stopped it is not.
 #[test]
 fn a_streaming_scan_records_the_range_it_went_through() {
-    let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
+    let db = conservative_db(TransactionIsolation::Serializable, ConflictResolution::Fail);
     db.atomically(|t| {
         (0..100_u64)
             .step_by(10)
@@ -699,7 +699,7 @@ fn a_pinned_timestamp_stays_readable_after_reclamation() {
 
 #[test]
 fn metrics_count_commits_aborts_and_latency() {
-    let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
+    let db = conservative_db(TransactionIsolation::Serializable, ConflictResolution::Fail);
     seed_values(&db, &[("a", 1)]);
     let mut reader = db.start_transaction();
     read(&mut reader, "a");

@@ -150,7 +150,7 @@ fn serializable_disjoint_read_sets_both_commit() {
 /// commits first; T1 must abort with `StaleRead` on x.
 #[test]
 fn serializable_absent_read_goes_stale() {
-    let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
+    let db = conservative_db(TransactionIsolation::Serializable, ConflictResolution::Fail);
     let mut t1 = db.start_transaction();
     assert_eq!(read(&mut t1, "x"), None);
     write(&mut t1, "y", 1);

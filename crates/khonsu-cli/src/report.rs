@@ -314,12 +314,13 @@ impl fmt::Display for Summary {
         writeln!(f, "committed transfers:  {}", self.committed)?;
         writeln!(
             f,
-            "aborted (retried):    {} (write-write {}, stale-read {}, phantom {}, busy {}, other {})",
+            "aborted (retried):    {} (write-write {}, stale-read {}, phantom {}, busy {}, dangerous structure {}, other {})",
             a.total(),
             a.write_write,
             a.stale_read,
             a.phantom,
             a.busy,
+            a.dangerous,
             a.other
         )?;
         writeln!(

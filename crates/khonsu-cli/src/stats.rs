@@ -145,6 +145,8 @@ pub(crate) struct AbortCounts {
     pub(crate) phantom: u64,
     /// A key was being committed by another transaction at that instant.
     pub(crate) busy: u64,
+    /// Committing would have closed a dangerous structure (serializable).
+    pub(crate) dangerous: u64,
     /// A conflict of a kind this binary does not know (the engine's enum is
     /// non-exhaustive) or without details.
     pub(crate) other: u64,
@@ -161,6 +163,8 @@ pub(crate) enum AbortKind {
     Phantom,
     /// [`ConflictKind::Busy`].
     Busy,
+    /// [`ConflictKind::DangerousStructure`].
+    Dangerous,
     /// A kind this binary does not know, or a conflict without details.
     Other,
 }
@@ -173,6 +177,7 @@ impl AbortKind {
             Some(ConflictKind::StaleRead) => Self::StaleRead,
             Some(ConflictKind::Phantom) => Self::Phantom,
             Some(ConflictKind::Busy) => Self::Busy,
+            Some(ConflictKind::DangerousStructure) => Self::Dangerous,
             _ => Self::Other,
         }
     }
@@ -186,6 +191,7 @@ impl AbortCounts {
             AbortKind::StaleRead => &mut self.stale_read,
             AbortKind::Phantom => &mut self.phantom,
             AbortKind::Busy => &mut self.busy,
+            AbortKind::Dangerous => &mut self.dangerous,
             AbortKind::Other => &mut self.other,
         };
         *slot += 1;
@@ -193,7 +199,7 @@ impl AbortCounts {
 
     /// Sum over all kinds.
     pub(crate) fn total(&self) -> u64 {
-        self.write_write + self.stale_read + self.phantom + self.busy + self.other
+        self.write_write + self.stale_read + self.phantom + self.busy + self.dangerous + self.other
     }
 
     /// Adds `other`'s counts.
@@ -202,6 +208,7 @@ impl AbortCounts {
         self.stale_read += other.stale_read;
         self.phantom += other.phantom;
         self.busy += other.busy;
+        self.dangerous += other.dangerous;
         self.other += other.other;
     }
 }

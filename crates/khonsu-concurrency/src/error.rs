@@ -23,6 +23,11 @@ pub enum ConflictKind {
     Phantom,
     /// Another commit held the key's write intent longer than the wait budget.
     Busy,
+    /// Committing would close a dangerous structure `T_in →rw T_pivot →rw
+    /// T_out` whose `T_out` committed first (precise `Serializable`):
+    /// this transaction is one of the three, and [`Conflict::structure`]
+    /// names the others' timestamps.
+    DangerousStructure,
 }
 
 impl fmt::Display for ConflictKind {
@@ -32,6 +37,7 @@ impl fmt::Display for ConflictKind {
             Self::StaleRead => "stale read",
             Self::Phantom => "phantom in scanned range",
             Self::Busy => "write intent busy",
+            Self::DangerousStructure => "dangerous structure",
         })
     }
 }
@@ -72,6 +78,38 @@ impl fmt::Display for ConflictTarget {
     }
 }
 
+/// The other two transactions of a dangerous structure `T_in →rw T_pivot
+/// →rw T_out` ([`ConflictKind::DangerousStructure`]): the aborted
+/// transaction is the one whose timestamp is `None` (`T_in` or the pivot).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Structure {
+    /// `T_in`: the commit timestamp of the transaction that read what this
+    /// one writes (its snapshot, if it wrote nothing; a read-only
+    /// snapshot's, when read-only transactions forbid the order); `None`
+    /// when this transaction is `T_in`.
+    pub reader_ts: Option<Timestamp>,
+    /// The pivot's commit timestamp; `None` when this transaction is the
+    /// pivot.
+    pub pivot_ts: Option<Timestamp>,
+    /// `T_out`'s commit timestamp (a lower bound when a held intent hides
+    /// it): the earliest commit the pivot would be ordered before.
+    pub out_ts: Timestamp,
+}
+
+impl fmt::Display for Structure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let stamp =
+            |ts: Option<Timestamp>| ts.map_or_else(|| "this".to_owned(), |ts| ts.to_string());
+        write!(
+            f,
+            "reader {} → pivot {} → writer committed at {}",
+            stamp(self.reader_ts),
+            stamp(self.pivot_ts),
+            self.out_ts
+        )
+    }
+}
+
 /// A retryable conflict: which kind, on which key or range, and (when known)
 /// the commit timestamp of the transaction that won.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -80,8 +118,12 @@ pub struct Conflict {
     pub kind: ConflictKind,
     /// The key or range it is about.
     pub target: ConflictTarget,
-    /// Commit timestamp of the conflicting transaction, when it has one.
+    /// Commit timestamp of the conflicting transaction, when it has one
+    /// (for a dangerous structure, `T_out`'s).
     pub other_commit_ts: Option<Timestamp>,
+    /// For a dangerous structure, the timestamps of its transactions
+    /// (boxed: conflicts travel in `Result`s on the commit path).
+    pub structure: Option<Box<Structure>>,
 }
 
 impl Conflict {
@@ -92,6 +134,7 @@ impl Conflict {
             kind,
             target: ConflictTarget::Key(key),
             other_commit_ts,
+            structure: None,
         }
     }
 
@@ -108,6 +151,9 @@ impl Conflict {
 impl fmt::Display for Conflict {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{} on {}", self.kind, self.target)?;
+        if let Some(structure) = &self.structure {
+            return write!(f, " ({structure})");
+        }
         if let Some(ts) = self.other_commit_ts {
             write!(f, " (the other transaction committed at {ts})")?;
         }

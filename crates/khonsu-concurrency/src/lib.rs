@@ -5,6 +5,8 @@
 //!   each saw), range reads and staged writes.
 //! * [`validate_serializable`] — commit-time validation of reads and scanned
 //!   ranges for `Serializable`.
+//! * [`SsiState`] — precise `Serializable`: commit-time serializable
+//!   snapshot isolation (dangerous structures, `PostgreSQL`'s refinements).
 //! * [`resolve_write`] — write-write conflict detection and resolution
 //!   (`Fail`, `Replace`, `Ignore`, `Append`).
 //! * [`Conflict`] / [`Error`] — what lost, where, and why.
@@ -16,12 +18,14 @@ mod error;
 mod key_map;
 mod options;
 mod resolve;
+mod ssi;
 mod tracker;
 mod validate;
 
-pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result};
+pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result, Structure};
 pub use options::{ConflictResolution, ParseOptionError, TransactionIsolation};
 pub use resolve::{ReadBase, Resolved, WriteOutcome, WritePolicy, resolve_write};
+pub use ssi::{SerializableValidation, SsiDecision, SsiRegistration, SsiState, has_pure_reads};
 pub use tracker::{
     DependencyTracker, Observed, RangeRead, SealedWrite, StagedWrite, range_is_empty,
 };

@@ -59,6 +59,15 @@ impl fmt::Display for ParseOptionError {
 
 impl std::error::Error for ParseOptionError {}
 
+impl ParseOptionError {
+    pub(crate) fn new(what: &'static str, input: &str) -> Self {
+        Self {
+            what,
+            input: input.to_owned(),
+        }
+    }
+}
+
 impl TransactionIsolation {
     /// All levels, weakest first.
     pub const ALL: [Self; 3] = [

@@ -88,6 +88,7 @@ pub fn validate_serializable(
                     end: range.end.clone(),
                 },
                 other_commit_ts,
+                structure: None,
             });
         }
     }

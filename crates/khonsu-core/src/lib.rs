@@ -45,7 +45,7 @@ mod sync;
 mod timestamp;
 mod version;
 
-pub use buffer::{BufferStats, Installed, IntentState, KeyIntent, TxnBuffer};
+pub use buffer::{BufferStats, Installed, IntentState, KeyIntent, Overwritten, TxnBuffer};
 pub use error::{Error, Result};
 pub use key::{INLINE_KEY_LEN, Key, MAX_KEY_LEN, ShortKey};
 pub use key_builder::KeyBuilder;

@@ -4,7 +4,9 @@
 //!  1. read-only?  ──yes──► done: serialized at the snapshot, never aborts
 //!  2. take write intents, in key order          (TxnBuffer::lock)
 //!  3. commit timestamp                          (TimestampOracle::allocate)
-//!  4. Serializable: validate reads and ranges   (validate_serializable)
+//!  4. Serializable with reads of keys it does not write: the timestamp
+//!     and the dangerous-structure test in one step (SsiState, precise;
+//!     or validate_serializable, conservative)
 //!  5. settle each write: clean / conflict → Fail, Replace, Ignore, Append;
 //!     encode what storage will persist          (in this thread)
 //!  6. make it durable: join the next group write and wait for its sync
@@ -29,8 +31,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 
 use khonsu_concurrency::{
-    Conflict, ConflictKind, DependencyTracker, ReadBase, Resolved, StagedWrite,
-    TransactionIsolation, WritePolicy, resolve_write, validate_serializable,
+    Conflict, ConflictKind, DependencyTracker, ReadBase, Resolved, SerializableValidation,
+    SsiDecision, SsiRegistration, StagedWrite, TransactionIsolation, WritePolicy, has_pure_reads,
+    resolve_write, validate_serializable,
 };
 use khonsu_core::{CommitTicket, Installed, Key, KeyIntent, Pins, Timestamp};
 use khonsu_storage::{CommitRecord, StorageMutation};
@@ -119,6 +122,9 @@ struct Slot<'a> {
 struct InFlight<'a> {
     slots: SmallVec<[Slot<'a>; INLINE_INTENTS]>,
     ticket: Option<CommitTicket<'a>>,
+    /// Precise `Serializable`'s registration of this commit, withdrawn if
+    /// it aborts after the decision.
+    ssi: Option<SsiRegistration<'a>>,
 }
 
 /// Runs steps 2 to 8 for a transaction whose footprint has writes (step 1
@@ -132,28 +138,66 @@ pub(crate) fn commit<'s>(
     let mut flight = InFlight {
         slots: SmallVec::new(),
         ticket: None,
+        ssi: None,
     };
     take_intents(shared, request, &mut flight.slots)?;
 
-    // 3. The timestamp comes after the intents (Silo's order): a
+    // 3 and 4. The timestamp comes after the intents (Silo's order): a
     //    transaction that validates a key after this point either sees our
-    //    intent, or takes its timestamp before ours.
-    let ticket = shared.oracle.allocate().context(ClockSnafu { txn_id })?;
-    let commit_ts = ticket.ts();
-    flight.ticket = Some(ticket);
-
-    // 4. Serializable: nothing read may have changed since it was read.
-    //    When no timestamp lies between the snapshot and ours, nothing can
-    //    have: every commit at or below the snapshot was visible to it, and
-    //    every other one gets a later timestamp and serializes after us (its
-    //    own validation sees our intents or versions). A lone writer skips a
-    //    lookup per read. As always, this orders us only against other
-    //    Serializable transactions (docs/isolation.md).
+    //    intent, or takes its timestamp before ours. As always,
+    //    `Serializable` orders us only against other `Serializable`
+    //    transactions (docs/isolation.md).
     let policy = &request.policy;
-    if policy.isolation == TransactionIsolation::Serializable && commit_ts > policy.snapshot + 1 {
-        validate_serializable(request.footprint, &shared.buffer, policy.snapshot)
-            .map_err(|conflict| AbortedSnafu { txn_id }.into_error(conflict.into()))?;
-    }
+    let serializable = policy.isolation == TransactionIsolation::Serializable;
+    let commit_ts = if serializable
+        && shared.ssi.mode() == SerializableValidation::Precise
+        && has_pure_reads(request.footprint)
+    {
+        // Precise: the timestamp and the dangerous-structure test in one
+        // step (khonsu_concurrency::SsiState). A transaction whose reads
+        // are all of keys it writes needs neither: write-write checks
+        // them, and it can be no pivot.
+        let decision = shared
+            .ssi
+            .decide_read_write(
+                request.footprint,
+                &shared.buffer,
+                &shared.oracle,
+                &shared.snapshots,
+                policy.snapshot,
+            )
+            .context(ClockSnafu { txn_id })?;
+        match decision {
+            SsiDecision::Commit(ticket, registration) => {
+                let ts = ticket.ts();
+                flight.ticket = Some(ticket);
+                flight.ssi = Some(registration);
+                ts
+            }
+            SsiDecision::Abort(ticket, conflict) => {
+                flight.ticket = Some(ticket);
+                return Err(AbortedSnafu { txn_id }.into_error(conflict.into()));
+            }
+        }
+    } else {
+        let ticket = shared.oracle.allocate().context(ClockSnafu { txn_id })?;
+        let commit_ts = ticket.ts();
+        flight.ticket = Some(ticket);
+        // Conservative: nothing read may have changed since it was read.
+        // When no timestamp lies between the snapshot and ours, nothing
+        // can have: every commit at or below the snapshot was visible to
+        // it, and every other one gets a later timestamp and serializes
+        // after us (its own validation sees our intents or versions). A
+        // lone writer skips a lookup per read.
+        if serializable
+            && shared.ssi.mode() == SerializableValidation::Conservative
+            && commit_ts > policy.snapshot + 1
+        {
+            validate_serializable(request.footprint, &shared.buffer, policy.snapshot)
+                .map_err(|conflict| AbortedSnafu { txn_id }.into_error(conflict.into()))?;
+        }
+        commit_ts
+    };
 
     // 5. Settle every write against the newest committed version.
     let (info, mutations) = settle(shared, request, &mut flight.slots, commit_ts)?;
@@ -204,6 +248,9 @@ pub(crate) fn commit<'s>(
     // Every snapshot from now on sees all of this commit.
     if let Some(ticket) = flight.ticket.take() {
         ticket.publish();
+    }
+    if let Some(registration) = flight.ssi.take() {
+        registration.finish();
     }
     Ok((info, Published { installed }))
 }

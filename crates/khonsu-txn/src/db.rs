@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
-use khonsu_concurrency::{ConflictResolution, TransactionIsolation};
+use khonsu_concurrency::{
+    ConflictResolution, SerializableValidation, SsiState, TransactionIsolation,
+};
 use khonsu_core::{
     OldestSnapshot, RegisteredSnapshot, SnapshotRegistry, Timestamp, TimestampOracle, TxnBuffer,
 };
@@ -39,6 +41,37 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     /// Live snapshot pins, for `start_transaction_at`.
     pub(crate) pins: Mutex<Vec<Weak<PinInner>>>,
+    /// What precise `Serializable` knows of committed transactions.
+    pub(crate) ssi: SsiState,
+}
+
+impl Shared {
+    /// Registers a snapshot that keeps no read set (a declared read-only
+    /// `Serializable` transaction, or a pin): announced to precise
+    /// `Serializable` first, and taken again after a pivot that may not
+    /// have seen it publishes (`SsiState::note_read_only_snapshot`).
+    pub(crate) fn register_read_only(&self) -> (RegisteredSnapshot, Timestamp) {
+        loop {
+            let (registration, ts) = self.snapshots.register(&self.oracle, false);
+            match self.ssi.note_read_only_snapshot(ts) {
+                Ok(()) => return (registration, ts),
+                Err(pivot_ts) => {
+                    self.snapshots.release(registration);
+                    // The pivot publishes (or gives its timestamp up)
+                    // after its storage write at most.
+                    let mut spins = 0_u32;
+                    while self.oracle.visible() < pivot_ts {
+                        spins += 1;
+                        if spins < 64 {
+                            std::thread::yield_now();
+                        } else {
+                            std::thread::sleep(Duration::from_micros(50));
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A retained snapshot, shared by a [`SnapshotPin`] and the transactions
@@ -209,25 +242,22 @@ impl Khonsu {
 
     fn from_parts(
         durable: Option<Durability>,
-        isolation: TransactionIsolation,
-        resolution: ConflictResolution,
-        max_retries: u32,
-        retry_budget: Option<Duration>,
-        max_snapshot_age: Option<Duration>,
+        settings: &KhonsuBuilder,
         start_ts: Timestamp,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 buffer: TxnBuffer::new(),
                 oracle: TimestampOracle::new(start_ts),
-                snapshots: SnapshotRegistry::with_max_age(max_snapshot_age),
+                snapshots: SnapshotRegistry::with_max_age(settings.max_snapshot_age),
                 durable,
-                isolation,
-                resolution,
-                max_retries,
-                retry_budget,
+                isolation: settings.isolation,
+                resolution: settings.resolution,
+                max_retries: settings.max_retries,
+                retry_budget: settings.retry_budget,
                 counters: Counters::new(),
                 pins: Mutex::new(Vec::new()),
+                ssi: SsiState::new(settings.validation),
             }),
         }
     }
@@ -251,7 +281,7 @@ impl Khonsu {
     #[must_use]
     pub fn pin_snapshot(&self) -> SnapshotPin {
         let shared = &self.shared;
-        let (registration, ts) = shared.snapshots.register(&shared.oracle, false);
+        let (registration, ts) = shared.register_read_only();
         let inner = Arc::new(PinInner {
             shared: Arc::clone(shared),
             ts,
@@ -568,6 +598,13 @@ impl Khonsu {
         self.shared.oracle.visible()
     }
 
+    /// How `Serializable` validates reads
+    /// ([`KhonsuBuilder::serializable_validation`]).
+    #[must_use]
+    pub fn serializable_validation(&self) -> SerializableValidation {
+        self.shared.ssi.mode()
+    }
+
     /// The database's default isolation level.
     #[must_use]
     pub fn isolation(&self) -> TransactionIsolation {
@@ -689,6 +726,7 @@ pub struct KhonsuBuilder {
     max_retries: u32,
     retry_budget: Option<Duration>,
     max_snapshot_age: Option<Duration>,
+    validation: SerializableValidation,
 }
 
 /// Where a built database persists.
@@ -710,6 +748,7 @@ impl Default for KhonsuBuilder {
             max_retries: DEFAULT_MAX_RETRIES,
             retry_budget: None,
             max_snapshot_age: None,
+            validation: SerializableValidation::default(),
         }
     }
 }
@@ -761,6 +800,27 @@ impl KhonsuBuilder {
     /// Default isolation level of new transactions (default `Serializable`).
     pub fn isolation(mut self, isolation: TransactionIsolation) -> Self {
         self.isolation = isolation;
+        self
+    }
+
+    /// How `Serializable` validates reads (default
+    /// [`SerializableValidation::Precise`]: commit-time serializable
+    /// snapshot isolation, which aborts a transaction only if it would
+    /// close a dangerous structure; `Conservative` aborts any read-write
+    /// transaction whose read was overwritten, as optimistic validation
+    /// does). Both are serializable; see `docs/isolation.md`.
+    ///
+    /// ```
+    /// use khonsu_txn::{Khonsu, SerializableValidation};
+    ///
+    /// let db = Khonsu::builder()
+    ///     .serializable_validation(SerializableValidation::Conservative)
+    ///     .build()?;
+    /// assert_eq!(db.serializable_validation(), SerializableValidation::Conservative);
+    /// # Ok::<(), khonsu_txn::Error>(())
+    /// ```
+    pub fn serializable_validation(mut self, validation: SerializableValidation) -> Self {
+        self.validation = validation;
         self
     }
 
@@ -863,9 +923,9 @@ impl KhonsuBuilder {
     /// opened, [`Error::Recovery`](crate::Error::Recovery) when the storage
     /// cannot be read (damaged data names the file and the key).
     pub fn build(self) -> Result<Khonsu> {
-        let storage: Option<Arc<dyn Storage>> = match self.storage {
+        let storage: Option<Arc<dyn Storage>> = match &self.storage {
             StorageChoice::None => None,
-            StorageChoice::Given(storage) => Some(storage),
+            StorageChoice::Given(storage) => Some(Arc::clone(storage)),
             StorageChoice::Dir(dir) => Some(Arc::new(RedbStorage::open(dir).context(OpenSnafu)?)),
         };
         // Attach first: a storage another live database serves is not even read.
@@ -886,15 +946,7 @@ impl KhonsuBuilder {
                 .max(Timestamp::from(!state.entries.is_empty()))
                 .min(khonsu_core::MAX_TIMESTAMP)
         });
-        let db = Khonsu::from_parts(
-            durable,
-            self.isolation,
-            self.resolution,
-            self.max_retries,
-            self.retry_budget,
-            self.max_snapshot_age,
-            start_ts,
-        );
+        let db = Khonsu::from_parts(durable, &self, start_ts);
         if let Some(state) = recovered {
             // One version per key: nothing to prune.
             let keep_all = khonsu_core::Pins::new(0, []);

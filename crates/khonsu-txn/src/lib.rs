@@ -39,7 +39,8 @@ pub use db::{DEFAULT_MAX_RETRIES, DurabilityStats, Khonsu, KhonsuBuilder, Snapsh
 pub use durable::GroupCommitStats;
 pub use error::{Error, Result};
 pub use khonsu_concurrency::{
-    Conflict, ConflictKind, ConflictResolution, ConflictTarget, TransactionIsolation,
+    Conflict, ConflictKind, ConflictResolution, ConflictTarget, SerializableValidation, Structure,
+    TransactionIsolation,
 };
 pub use khonsu_core::{BufferStats, Key, KeyRange, MAX_KEY_LEN, OldestSnapshot, Timestamp};
 pub use metrics::{Aborts, LATENCY_BUCKETS, LatencyHistogram, Metrics};

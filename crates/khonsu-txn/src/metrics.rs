@@ -31,6 +31,7 @@ enum AbortKind {
     StaleRead,
     Phantom,
     Busy,
+    DangerousStructure,
     Append,
     Storage,
     SnapshotTooOld,
@@ -38,7 +39,7 @@ enum AbortKind {
     Other,
 }
 
-const ABORT_KINDS: usize = 9;
+const ABORT_KINDS: usize = 10;
 
 impl AbortKind {
     fn of(error: &Error) -> Self {
@@ -47,6 +48,7 @@ impl AbortKind {
                 ConflictKind::WriteWrite => Self::WriteWrite,
                 ConflictKind::StaleRead => Self::StaleRead,
                 ConflictKind::Phantom => Self::Phantom,
+                ConflictKind::DangerousStructure => Self::DangerousStructure,
                 _ => Self::Busy,
             };
         }
@@ -169,6 +171,7 @@ impl Counters {
                 stale_read: abort(AbortKind::StaleRead),
                 phantom: abort(AbortKind::Phantom),
                 busy: abort(AbortKind::Busy),
+                dangerous_structure: abort(AbortKind::DangerousStructure),
                 append: abort(AbortKind::Append),
                 storage: abort(AbortKind::Storage),
                 snapshot_too_old: abort(AbortKind::SnapshotTooOld),
@@ -222,6 +225,9 @@ pub struct Aborts {
     pub phantom: u64,
     /// Write intents held too long by others ([`ConflictKind::Busy`]).
     pub busy: u64,
+    /// Dangerous structures at precise `Serializable`
+    /// ([`ConflictKind::DangerousStructure`]).
+    pub dangerous_structure: u64,
     /// Appended rows that did not fit the key's batch.
     pub append: u64,
     /// Storage failures (and values the storage could not hold).
@@ -239,7 +245,7 @@ impl Aborts {
     /// Every abort that was a retryable conflict.
     #[must_use]
     pub fn conflicts(&self) -> u64 {
-        self.write_write + self.stale_read + self.phantom + self.busy
+        self.write_write + self.stale_read + self.phantom + self.busy + self.dangerous_structure
     }
 
     /// Every abort.

@@ -11,15 +11,16 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use khonsu_concurrency::{
     ConflictResolution, DependencyTracker, Observed, StagedWrite, TransactionIsolation,
-    WritePolicy, range_is_empty,
+    WritePolicy, has_pure_reads, range_is_empty,
 };
 use khonsu_core::{Key, KeyRange, RegisteredSnapshot, Timestamp};
-use snafu::{ResultExt, ensure};
+use snafu::{IntoError, ResultExt, ensure};
 
 use crate::commit::CommitRequest;
 use crate::db::{PinInner, Shared};
 use crate::error::{
-    AppendSnafu, InvalidKeySnafu, ReadOnlySnafu, Result, SnapshotTooOldSnafu, UnstorableSnafu,
+    AbortedSnafu, AppendSnafu, InvalidKeySnafu, ReadOnlySnafu, Result, SnapshotTooOldSnafu,
+    UnstorableSnafu,
 };
 use crate::{CommitInfo, TransactionOptions};
 
@@ -137,7 +138,13 @@ impl Transaction {
             .get_conflict_resolution()
             .unwrap_or(shared.resolution);
         let reads_latest = !isolation.reads_snapshot();
-        let (registration, snapshot_ts) = shared.snapshots.register(&shared.oracle, reads_latest);
+        let (registration, snapshot_ts) =
+            if options.is_read_only() && isolation == TransactionIsolation::Serializable {
+                // Keeps no read set: precise `Serializable` must know it.
+                shared.register_read_only()
+            } else {
+                shared.snapshots.register(&shared.oracle, reads_latest)
+            };
         let id = next_txn_id();
         Self {
             shared,
@@ -669,6 +676,26 @@ impl Transaction {
         // The footprint is lent to the pipeline and put back afterwards, so
         // the transaction's drop recycles it whatever the outcome.
         let Some(mut footprint) = self.tracker.take_if(|t| !t.is_read_only()) else {
+            // Wrote nothing, but read without declaring itself read-only:
+            // at precise `Serializable` it may close a dangerous structure
+            // as its `T_in`.
+            if self.isolation == TransactionIsolation::Serializable
+                && let Some(tracker) = self.tracker.as_deref()
+                && has_pure_reads(tracker)
+            {
+                let shared = &self.shared;
+                if let Err(conflict) = shared.ssi.commit_read_only(
+                    tracker,
+                    &shared.buffer,
+                    &shared.oracle,
+                    &shared.snapshots,
+                    self.snapshot_ts,
+                ) {
+                    let err = AbortedSnafu { txn_id: self.id }.into_error((*conflict).into());
+                    shared.counters.aborted(&err);
+                    return Err(err);
+                }
+            }
             self.shared.counters.committed_read_only();
             return Ok(CommitInfo {
                 commit_ts: self.snapshot_ts,

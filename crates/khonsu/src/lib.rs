@@ -420,7 +420,8 @@ pub use khonsu_txn::{
     Aborts, CommitInfo, Conflict, ConflictKind, ConflictResolution, ConflictTarget,
     DEFAULT_MAX_RETRIES, DurabilityStats, Error, GroupCommitStats, Key, KeyRange, Khonsu,
     KhonsuBuilder, LatencyHistogram, MAX_KEY_LEN, Metrics, OldestSnapshot, Result, ScanIter,
-    SnapshotPin, Stats, Timestamp, Transaction, TransactionIsolation, TransactionOptions,
+    SerializableValidation, SnapshotPin, Stats, Structure, Timestamp, Transaction,
+    TransactionIsolation, TransactionOptions,
 };
 
 #[doc(inline)]

@@ -21,7 +21,7 @@
 //!   second pass.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use arrow_array::RecordBatch;
 use sdd::{AtomicShared, Guard, Shared, Tag};
@@ -44,6 +44,14 @@ pub(super) struct Version {
     /// the buffer's counters.
     pub(super) bytes: usize,
     pub(super) older: AtomicShared<Version>,
+    /// `0`, or the commit timestamp of the oldest version pruned from just
+    /// below this one: versions between this one and the next linked one
+    /// were unlinked, and the oldest of them committed at this timestamp.
+    /// Set (before the unlinking) on the kept version above a pruned run
+    /// and on every unlinked version, so a validator asking which version
+    /// first followed its snapshot ([`Head::first_after`]) is not misled by
+    /// pruning, even one racing its walk.
+    pub(super) pruned_below: AtomicU64,
 }
 
 impl Version {
@@ -129,12 +137,44 @@ impl Drop for Head {
     }
 }
 
-/// Unlinks the run of versions hanging from `link` down to `to` (exclusive;
-/// `None`: the whole rest of the chain), pointing `link` and every unlinked
-/// version at `to` (module docs). The caller holds the key; `to` is a
+/// Unlinks the run of versions hanging below `above` down to `to`
+/// (exclusive; `None`: the whole rest of the chain), pointing `above` and
+/// every unlinked version at `to` (module docs). First every one of them is
+/// marked with the oldest unlinked timestamp ([`Version::pruned_below`]), so
+/// a walker that steps over the run still learns when the first version
+/// after its snapshot committed. The caller holds the key; `to` is a
 /// reference to the version that follows the run.
-fn unlink_run(link: &AtomicShared<Version>, to: Option<&Shared<Version>>, tally: &Tally) {
+fn unlink_run(above: &Version, to: Option<&Shared<Version>>, tally: &Tally) {
     let stop = to.map(|v| std::ptr::from_ref::<Version>(v));
+    let link = &above.older;
+    {
+        let guard = Guard::new();
+        let mut oldest = Timestamp::MAX;
+        let mut cursor = link.load(Ordering::Acquire, &guard).as_ref();
+        while let Some(version) = cursor {
+            if stop == Some(std::ptr::from_ref::<Version>(version)) {
+                break;
+            }
+            oldest = oldest.min(version.ts);
+            match version.pruned_below.load(Ordering::Acquire) {
+                0 => {}
+                below => oldest = oldest.min(below),
+            }
+            cursor = version.older.load(Ordering::Acquire, &guard).as_ref();
+        }
+        if oldest == Timestamp::MAX {
+            return; // nothing between `above` and `to`
+        }
+        mark_pruned_below(above, oldest);
+        let mut cursor = link.load(Ordering::Acquire, &guard).as_ref();
+        while let Some(version) = cursor {
+            if stop == Some(std::ptr::from_ref::<Version>(version)) {
+                break;
+            }
+            mark_pruned_below(version, oldest);
+            cursor = version.older.load(Ordering::Acquire, &guard).as_ref();
+        }
+    }
     let mut taken = link.swap((to.cloned(), Tag::None), Ordering::AcqRel).0;
     while let Some(dropped) = taken {
         if stop == Some(std::ptr::from_ref::<Version>(&dropped)) {
@@ -147,6 +187,16 @@ fn unlink_run(link: &AtomicShared<Version>, to: Option<&Shared<Version>>, tally:
             .swap((to.cloned(), Tag::None), Ordering::AcqRel)
             .0;
         // `dropped` goes here: its last reference, so `sdd` retires it.
+    }
+}
+
+/// Lowers `version`'s pruned-below mark to `ts` (the key's holder is the
+/// only writer; the release pairs with the walker's acquire load after the
+/// `older` swap that follows).
+fn mark_pruned_below(version: &Version, ts: Timestamp) {
+    let current = version.pruned_below.load(Ordering::Acquire);
+    if current == 0 || ts < current {
+        version.pruned_below.store(ts, Ordering::Release);
     }
 }
 
@@ -173,6 +223,31 @@ impl Head {
         )
     }
 
+    /// When the first version committed after `ts` was committed, if any
+    /// was, and whether that is exact: it is unless pruning removed
+    /// versions on both sides of `ts` (then `ts + 1`, a lower bound). A `Serializable` validator's
+    /// rw-antidependency: the transaction that overwrote the version a
+    /// snapshot at `ts` read.
+    pub(super) fn first_after(&self, ts: Timestamp) -> Option<(Timestamp, bool)> {
+        let guard = Guard::new();
+        let mut first: Option<Timestamp> = None;
+        for version in self.chain(&guard) {
+            if version.ts <= ts {
+                break;
+            }
+            let mut earliest = version.ts;
+            match version.pruned_below.load(Ordering::Acquire) {
+                0 => {}
+                below => earliest = earliest.min(below),
+            }
+            first = Some(first.map_or(earliest, |f| f.min(earliest)));
+        }
+        // A mark at or below `ts` comes from versions pruned on both sides
+        // of it: the first one after it is not known, only that it came
+        // after `ts`.
+        first.map(|f| if f > ts { (f, true) } else { (ts + 1, false) })
+    }
+
     pub(super) fn version_count(&self) -> usize {
         self.chain(&Guard::new()).count()
     }
@@ -189,6 +264,7 @@ impl Head {
             bytes: value.as_ref().map_or(0, |b| b.get_array_memory_size()),
             value,
             older: below.map_or_else(AtomicShared::null, AtomicShared::from),
+            pruned_below: AtomicU64::new(0),
         };
         // Only the intent holder changes the head: a plain swap. The old
         // newest stays referenced by the new version's `older`.
@@ -232,7 +308,7 @@ impl Head {
             if walked == walk_limit {
                 if dropping {
                     let to = previous.older.get_shared(Ordering::Acquire, &guard);
-                    unlink_run(&kept_above.older, to.as_ref(), tally);
+                    unlink_run(kept_above, to.as_ref(), tally);
                 }
                 return Pruned {
                     complete: false,
@@ -245,7 +321,7 @@ impl Head {
             if pins.keeps(version.ts, previous.ts) {
                 if dropping {
                     let to = previous.older.get_shared(Ordering::Acquire, &guard);
-                    unlink_run(&kept_above.older, to.as_ref(), tally);
+                    unlink_run(kept_above, to.as_ref(), tally);
                     dropping = false;
                 }
                 // Kept for an open snapshot below `visible`, not only for
@@ -263,13 +339,13 @@ impl Head {
             cursor = version.older.load(Ordering::Acquire, &guard).as_ref();
         }
         if dropping {
-            unlink_run(&kept_above.older, None, tally);
+            unlink_run(kept_above, None, tally);
         }
         // Trailing tombstones: below the lowest kept value (or, when no
         // value is kept, below the newest).
         let last_needed = lowest_value.unwrap_or(newest);
         if !std::ptr::eq(last_needed, kept_above) {
-            unlink_run(&last_needed.older, None, tally);
+            unlink_run(last_needed, None, tally);
         }
         // Left: the newest down to `last_needed`.
         Pruned {

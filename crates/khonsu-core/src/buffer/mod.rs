@@ -115,6 +115,40 @@ pub struct TxnBuffer {
     tally: reclaim::Tally,
 }
 
+/// How a key changed after a snapshot read it: the rw-antidependencies a
+/// `Serializable` validator follows ([`TxnBuffer::overwritten_after`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Overwritten {
+    /// Whether a committer holds the key's write intent right now (its
+    /// commit timestamp is not known here).
+    pub locked: bool,
+    /// When the first version committed after the snapshot was committed,
+    /// if one was: exact, or a lower bound above the snapshot when pruning
+    /// removed versions on both sides of it.
+    pub first_after: Option<Timestamp>,
+    /// Whether `first_after` is exact (not a lower bound).
+    pub exact: bool,
+    /// The commit timestamp of the key's newest version.
+    pub latest_ts: Timestamp,
+}
+
+impl Overwritten {
+    fn of(head: &Head, ts: Timestamp) -> Option<Self> {
+        let word = IntentState::from_word(state::load(&head.word));
+        let first = if word.latest_ts > ts {
+            head.first_after(ts)
+        } else {
+            None
+        };
+        (word.locked || first.is_some()).then_some(Self {
+            locked: word.locked,
+            first_after: first.map(|(ts, _)| ts),
+            exact: first.is_none_or(|(_, exact)| exact),
+            latest_ts: word.latest_ts,
+        })
+    }
+}
+
 impl Default for TxnBuffer {
     fn default() -> Self {
         Self {
@@ -161,6 +195,17 @@ impl TxnBuffer {
         self.heads
             .get(key, guard)
             .map(|e| IntentState::from_word(state::load(&e.value().word)))
+    }
+
+    /// What happened to `key` after a snapshot at `ts` read it, or `None`
+    /// when nothing did (no newer version, no intent held). Loads the state
+    /// word first (pair 1 of its memory-ordering contract) and walks the
+    /// chain only when a newer version exists.
+    #[must_use]
+    pub fn overwritten_after(&self, key: &Key, ts: Timestamp) -> Option<Overwritten> {
+        let guard = &epoch::pin();
+        let entry = self.heads.get(key, guard)?;
+        Overwritten::of(entry.value(), ts)
     }
 
     /// Takes the write intent on `key`, creating the key's head if needed.

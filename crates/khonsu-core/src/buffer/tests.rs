@@ -47,6 +47,62 @@ mod chain {
     use super::*;
 
     #[test]
+    fn the_first_version_after_a_snapshot_survives_pruning_as_a_mark() {
+        // A snapshot at 3 reads version 2; 5, 7 and 9 follow. Pruning keeps
+        // 2 (pinned) and the newest, yet a validator at 3 must learn that
+        // the first overwrite committed at 5, not 9: a serializable
+        // validator that took 9 would miss a transaction ordered between.
+        let buffer = TxnBuffer::new();
+        let key = Key::from("k");
+        for ts in [2, 5, 7, 9] {
+            write(&buffer, "k", ts, Some(1), &pins_before(ts, &[3]));
+        }
+        buffer.collect_garbage(&Pins::new(9, [3]));
+        assert_eq!(buffer.stats().versions, 2, "5 and 7 are pruned");
+        let changed = buffer.overwritten_after(&key, 3).unwrap();
+        assert_eq!(changed.first_after, Some(5));
+        assert!(changed.exact);
+        assert_eq!(changed.latest_ts, 9);
+        assert!(!changed.locked);
+        assert_eq!(
+            buffer.overwritten_after(&key, 6).unwrap().first_after,
+            Some(7)
+        );
+        assert_eq!(buffer.overwritten_after(&key, 9), None);
+        // Pruned twice: the mark keeps the oldest.
+        write(&buffer, "k", 11, Some(1), &pins_before(11, &[3]));
+        write(&buffer, "k", 12, Some(1), &pins_before(12, &[3]));
+        buffer.collect_garbage(&Pins::new(12, [3]));
+        assert_eq!(
+            buffer.overwritten_after(&key, 3).unwrap().first_after,
+            Some(5)
+        );
+        // Versions pruned on both sides of a snapshot: only a lower bound.
+        buffer.collect_garbage(&Pins::new(12, []));
+        let bound = buffer.overwritten_after(&key, 3).unwrap();
+        assert_eq!((bound.first_after, bound.exact), (Some(4), false));
+        // The range walk reports the same, and skips unchanged keys.
+        write(&buffer, "j", 1, Some(1), &pins_before(1, &[]));
+        let mut seen = Vec::new();
+        let _ = buffer.for_each_overwritten(Bound::Unbounded, Bound::Unbounded, 3, |k, o| {
+            seen.push((k.clone(), o.first_after));
+            ControlFlow::<()>::Continue(())
+        });
+        assert_eq!(seen, vec![(key.clone(), Some(4))]);
+        let held = buffer.lock(&Key::from("j"), 0).unwrap();
+        assert_eq!(
+            buffer.overwritten_after(&Key::from("j"), 3),
+            Some(Overwritten {
+                locked: true,
+                first_after: None,
+                exact: true,
+                latest_ts: 1
+            })
+        );
+        held.release();
+    }
+
+    #[test]
     fn overwrites_without_snapshots_keep_one_or_two_versions() {
         let buffer = TxnBuffer::new();
         for ts in 1..=1000 {

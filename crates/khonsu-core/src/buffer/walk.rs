@@ -7,9 +7,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use crossbeam_epoch as epoch;
 
-use super::TxnBuffer;
 use super::chain::Head;
 use super::state::{self, IntentState};
+use super::{Overwritten, TxnBuffer};
 use crate::{Key, Timestamp};
 
 /// Heads a range walk visits under one epoch guard before it re-pins.
@@ -121,6 +121,22 @@ impl TxnBuffer {
     ) -> ControlFlow<B> {
         self.walk_heads(start, end, |key, head| {
             visit(key, IntentState::from_word(state::load(&head.word)))
+        })
+    }
+
+    /// Visits every key of a range that changed after `ts` or whose intent
+    /// is held ([`TxnBuffer::overwritten_after`]), in key order, until
+    /// `visit` breaks.
+    pub fn for_each_overwritten<B>(
+        &self,
+        start: Bound<&Key>,
+        end: Bound<&Key>,
+        ts: Timestamp,
+        mut visit: impl FnMut(&Key, Overwritten) -> ControlFlow<B>,
+    ) -> ControlFlow<B> {
+        self.walk_heads(start, end, |key, head| match Overwritten::of(head, ts) {
+            Some(changed) => visit(key, changed),
+            None => ControlFlow::Continue(()),
         })
     }
 }
