@@ -20,6 +20,7 @@ mod model;
 mod observed_txn_vanishes;
 mod pg_isolation;
 mod phantom;
+mod precise_serializable;
 mod predicate_many_preceders;
 mod read_dependencies;
 mod read_only_anomaly;

@@ -552,6 +552,8 @@ impl Khonsu {
             deferred_keys: self.shared.buffer.deferred_len(),
             open_transactions: self.shared.snapshots.active(),
             oldest_snapshot: self.shared.snapshots.oldest(),
+            serializable_readers: self.shared.ssi.tracked().0,
+            serializable_pivots: self.shared.ssi.tracked().1,
         }
     }
 
@@ -560,12 +562,16 @@ impl Khonsu {
     /// no open transaction predates. Commits already do this for the keys
     /// they write and, a step at a time, for keys queued earlier; call this
     /// to return everything at once (after a burst of writes, or after
-    /// long-lived snapshots close). It walks every key, so its cost follows
+    /// long-lived snapshots close); it also drops what precise
+    /// `Serializable` kept for transactions that are all closed now. It walks every key, so its cost follows
     /// the buffer's size, but it holds one key at a time: a commit waits at
     /// most for the pruning of one key's chain.
     pub fn collect_garbage(&self) {
         let pins = self.shared.snapshots.pins(&self.shared.oracle);
         self.shared.buffer.collect_garbage(&pins);
+        self.shared
+            .ssi
+            .prune(&self.shared.snapshots, &self.shared.oracle);
     }
 
     /// What the storage has written so far, and how group commit grouped
@@ -794,6 +800,13 @@ pub struct Stats {
     /// The open transaction that started first: its snapshot timestamp and
     /// age.
     pub oldest_snapshot: Option<OldestSnapshot>,
+    /// Committed `Serializable` transactions whose reads precise
+    /// `Serializable` still keeps (while a transaction concurrent with them
+    /// is open; capped).
+    pub serializable_readers: usize,
+    /// Committed `Serializable` transactions it keeps as pivots (ordered
+    /// before an earlier commit).
+    pub serializable_pivots: usize,
 }
 
 impl KhonsuBuilder {
