@@ -30,6 +30,8 @@ const KEYS: u8 = 5;
 enum Op {
     Read(u8),
     Write(u8),
+    /// A blind write resolved by `Replace` (lands on a concurrent commit).
+    Replace(u8),
     Delete(u8),
     Scan(u8, u8),
 }
@@ -38,6 +40,8 @@ enum Op {
 struct Script {
     ops: Vec<Op>,
     rollback: bool,
+    /// Started with `read_only(true)` when it has no writes.
+    declared_read_only: bool,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -56,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..KEYS).prop_map(Op::Read),
         3 => (0..KEYS).prop_map(Op::Write),
+        1 => (0..KEYS).prop_map(Op::Replace),
         1 => (0..KEYS).prop_map(Op::Delete),
         2 => (0..KEYS, 0..KEYS).prop_map(|(a, b)| Op::Scan(a.min(b), a.max(b))),
     ]
@@ -65,8 +70,13 @@ fn script() -> impl Strategy<Value = Script> {
     (
         prop::collection::vec(op(), 1..=5),
         prop::bool::weighted(0.1),
+        any::<bool>(),
     )
-        .prop_map(|(ops, rollback)| Script { ops, rollback })
+        .prop_map(|(ops, rollback, declared_read_only)| Script {
+            ops,
+            rollback,
+            declared_read_only,
+        })
 }
 
 /// The value written by op `o` of script `s`: unique, so every read names its writer.
@@ -86,7 +96,7 @@ fn replay(s: usize, script: &Script, state: &State) -> (Vec<Obs>, WriteSet) {
                     .copied()
                     .unwrap_or_else(|| state.get(&k).copied()),
             ),
-            Op::Write(k) => {
+            Op::Write(k) | Op::Replace(k) => {
                 own.insert(k, Some(written_value(s, o)));
                 Obs::None
             }
@@ -118,11 +128,24 @@ fn apply(state: &mut State, writes: &WriteSet) {
     }
 }
 
+/// Keys whose last staged write fails on a concurrent commit (not `Replace`).
+fn first_committer_keys(script: &Script) -> std::collections::BTreeSet<u8> {
+    let mut last = BTreeMap::new();
+    for op in &script.ops {
+        match *op {
+            Op::Write(k) | Op::Delete(k) => last.insert(k, true),
+            Op::Replace(k) => last.insert(k, false),
+            Op::Read(_) | Op::Scan(..) => None,
+        };
+    }
+    last.into_iter().filter(|&(_, fcw)| fcw).map(|(k, _)| k).collect()
+}
+
 fn has_writes(script: &Script) -> bool {
     script
         .ops
         .iter()
-        .any(|o| matches!(o, Op::Write(_) | Op::Delete(_)))
+        .any(|o| matches!(o, Op::Write(_) | Op::Replace(_) | Op::Delete(_)))
 }
 
 /// What happened to one script when run on Khonsu.
@@ -172,7 +195,8 @@ fn step(db: &Khonsu, slot: &mut Slot, readers_may_abort: bool) -> Result<(), Tes
     let step = slot.next;
     slot.next += 1;
     if step == 0 {
-        let t = db.start_transaction();
+        let declared = slot.run.script.declared_read_only && !has_writes(&slot.run.script);
+        let t = db.start_transaction_with(TransactionOptions::new().read_only(declared));
         slot.run.snapshot = t.snapshot_ts();
         slot.txn = Some(t);
     }
@@ -191,8 +215,9 @@ fn step(db: &Khonsu, slot: &mut Slot, readers_may_abort: bool) -> Result<(), Tes
                 slot.run.committed = Some(info);
             }
             Err(e) => {
+                let declared = slot.run.script.declared_read_only;
                 prop_assert!(
-                    writes || readers_may_abort,
+                    writes || (readers_may_abort && !declared),
                     "read-only txn {} aborted: {:?}",
                     idx,
                     e
@@ -213,6 +238,17 @@ fn step(db: &Khonsu, slot: &mut Slot, readers_may_abort: bool) -> Result<(), Tes
         Op::Read(k) => Obs::Read(read(t, key(u64::from(k)))),
         Op::Write(k) => {
             write(t, u64::from(k), written_value(idx, step));
+            Obs::None
+        }
+        Op::Replace(k) => {
+            ok(
+                t.write_with(
+                    u64::from(k),
+                    batch(written_value(idx, step)),
+                    ConflictResolution::Replace,
+                ),
+                "write_with Replace",
+            );
             Obs::None
         }
         Op::Delete(k) => {
@@ -467,7 +503,11 @@ fn check_snapshot_isolation(
             if b.snapshot < a_ts {
                 let (_, wa) = a.replay(initial);
                 let (_, wb) = b.replay(initial);
-                let overlap: Vec<&u8> = wa.keys().filter(|k| wb.contains_key(k)).collect();
+                let (fa, fb) = (first_committer_keys(&a.script), first_committer_keys(&b.script));
+                let overlap: Vec<&u8> = wa
+                    .keys()
+                    .filter(|k| wb.contains_key(k) && fa.contains(k) && fb.contains(k))
+                    .collect();
                 prop_assert!(
                     overlap.is_empty(),
                     "concurrent writers {} and {} both wrote {:?}",
@@ -481,12 +521,20 @@ fn check_snapshot_isolation(
     Ok(())
 }
 
+/// Cases per property: `KHONSU_MODEL_CASES`, 256 by default (CI).
+fn model_cases() -> u32 {
+    std::env::var("KHONSU_MODEL_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256)
+}
+
 fn initial_state() -> impl Strategy<Value = State> {
     prop::collection::btree_map(0..KEYS, -100_i64..0, 0..=usize::from(KEYS))
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: model_cases(), ..ProptestConfig::default() })]
 
     #[test]
     fn serializable_has_a_serial_order(

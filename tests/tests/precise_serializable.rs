@@ -124,6 +124,42 @@ fn the_last_of_a_chain_aborts_as_its_reader() {
     );
 }
 
+/// `Replace` lets a blind write land on a concurrent commit, which first-committer-wins would
+/// refuse: T2 reads x, T3 overwrites x and commits, T1 sees T3 and writes y, T2 replaces y.
+/// T2 must precede T3 (it missed x), T3 precedes T1 (T1 saw it), T1 precedes T2 (y ends as
+/// T2's): a cycle through one rw-antidependency and a write-write edge, which no dangerous
+/// structure shows. Precise `Serializable` aborts T2.
+#[test]
+fn a_replace_onto_a_concurrent_commit_closes_a_cycle() {
+    let db = ser();
+    seed_values(&db, &[("x", 0), ("y", 0)]);
+    let mut t2 = db.start_transaction();
+    assert_eq!(read(&mut t2, "x"), Some(0));
+    let mut t3 = db.start_transaction();
+    write(&mut t3, "x", 1);
+    let c3 = commit(t3).commit_ts;
+    let mut t1 = db.start_transaction();
+    assert_eq!(read(&mut t1, "x"), Some(1));
+    write(&mut t1, "y", 1);
+    let c1 = commit(t1).commit_ts;
+    ok(
+        t2.write_with("y", batch(2), ConflictResolution::Replace),
+        "write_with",
+    );
+    let err = expect_err(t2.commit(), "T2 would close T2 → T3 → T1 → T2");
+    let (target, structure) = structure_of(&err);
+    assert_eq!(target, ConflictTarget::Key(key("x")));
+    assert_eq!(
+        structure,
+        Structure {
+            reader_ts: Some(c1),
+            pivot_ts: None,
+            out_ts: c3
+        }
+    );
+    assert_eq!(committed(&db, "y"), Some(1));
+}
+
 /// A snapshot pin or a declared read-only transaction keeps no read set: a writer that would be
 /// ordered before a commit such a snapshot saw aborts instead, and the reader never does.
 #[test]

@@ -353,6 +353,13 @@ impl SsiState {
     /// and aborts it if it would close a dangerous structure. Otherwise it
     /// registers its reads (and, if it is a pivot, itself).
     ///
+    /// `overwrites` is the newest commit, after the snapshot, that one of
+    /// its writes lands on (a blind write resolved by `Replace` or `Ignore`,
+    /// or an append merged onto it; `0`: none): a write-write (or
+    /// merge) dependency on a concurrent transaction, which first-committer-
+    /// wins would have ruled out, and which closes a cycle through an
+    /// rw-antidependency as an rw in-edge would.
+    ///
     /// # Errors
     /// The clock's error (nothing was decided).
     pub fn decide_read_write<'a, 't>(
@@ -362,6 +369,7 @@ impl SsiState {
         oracle: &'t TimestampOracle,
         snapshots: &SnapshotRegistry,
         snapshot: Timestamp,
+        overwrites: Timestamp,
     ) -> khonsu_core::Result<SsiDecision<'a, 't>> {
         let mut graph = self.lock();
         let ticket = oracle.allocate()?;
@@ -373,7 +381,7 @@ impl SsiState {
         } else {
             OutEdges::default()
         };
-        if let Some(conflict) = Self::check_read_write(&graph, tracker, &edges) {
+        if let Some(conflict) = Self::check_read_write(&graph, tracker, &edges, overwrites) {
             return Ok(SsiDecision::Abort(ticket, conflict));
         }
         let mut registration = SsiRegistration {
@@ -412,8 +420,14 @@ impl SsiState {
         graph: &Graph,
         tracker: &DependencyTracker,
         edges: &OutEdges,
+        overwrites: Timestamp,
     ) -> Option<Conflict> {
         let (earliest, target) = edges.earliest.as_ref()?;
+        // Ordered before `T_out` yet after a concurrent commit it overwrote
+        // that committed at or after `T_out`: a cycle.
+        if overwrites >= *earliest {
+            return Some(dangerous(target.clone(), Some(overwrites), None, *earliest));
+        }
         // As `T_in`: a transaction that overwrote our read is a pivot; its
         // `T_out` committed before it, hence first of the three.
         for (first, inexact, target) in &edges.partners {

@@ -157,6 +157,15 @@ pub(crate) fn commit<'s>(
         // step (khonsu_concurrency::SsiState). A transaction whose reads
         // are all of keys it writes needs neither: write-write checks
         // them, and it can be no pivot.
+        // The newest concurrent commit a write lands on (under our intents,
+        // final): a write-write edge from a concurrent transaction.
+        let overwrites = flight
+            .slots
+            .iter()
+            .map(|slot| slot.intent.latest_ts())
+            .filter(|&ts| ts > policy.snapshot)
+            .max()
+            .unwrap_or(0);
         let decision = shared
             .ssi
             .decide_read_write(
@@ -165,6 +174,7 @@ pub(crate) fn commit<'s>(
                 &shared.oracle,
                 &shared.snapshots,
                 policy.snapshot,
+                overwrites,
             )
             .context(ClockSnafu { txn_id })?;
         match decision {
