@@ -190,6 +190,18 @@ pub enum Error {
         location: Location,
     },
 
+    /// The engine does not run this workload.
+    #[snafu(display("{engine} does not run {workload}"))]
+    Unsupported {
+        /// The engine.
+        engine: &'static str,
+        /// The workload.
+        workload: &'static str,
+        /// Where the error was raised.
+        #[snafu(implicit)]
+        location: Location,
+    },
+
     /// A bad command-line argument.
     #[snafu(display("{message}"))]
     Usage {

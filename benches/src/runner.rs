@@ -20,7 +20,7 @@ use crate::engines::{Done, Engine};
 use crate::error::{LostUpdateSnafu, Result, WorkerPanickedSnafu, WrongRowsSnafu};
 use crate::rng::SplitMix64;
 use crate::values::{COUNTER_KEY, Counter, ValuePool};
-use crate::workloads::{Op, SCAN_LEN, Workload, YCSB_OPS_PER_TXN, reads_in};
+use crate::workloads::{HOT_KEYS, Op, SCAN_LEN, Workload, YCSB_OPS_PER_TXN, reads_in};
 use crate::zipf::{YCSB_THETA, Zipfian};
 
 /// What every measurement shares: the keyspace, the values and the skewed
@@ -230,6 +230,25 @@ fn worker(
             let start_key = rng.below(keys.saturating_sub(SCAN_LEN) + 1);
             check(engine.scan(start_key, SCAN_LEN)?, SCAN_LEN)
         }),
+        Workload::Skew => drive(stop, || {
+            let hot = HOT_KEYS.min(keys).max(2);
+            let write = rng.below(hot);
+            let read = (write + 1 + rng.below(hot - 1)) % hot;
+            check(engine.skew(write, read, setup.pool.pick(&mut rng))?, 2)
+        }),
+        Workload::Matcher => drive(stop, || {
+            let hot = HOT_KEYS.min(keys);
+            if rng.below(2) == 0 {
+                check(engine.put(rng.below(hot), setup.pool.pick(&mut rng))?, 0)
+            } else {
+                // Fills go above the loaded keys, one slot per worker and draw.
+                let fill = keys + index * (1 << 32) + rng.below(1 << 32);
+                check(
+                    engine.match_order(hot, fill, setup.pool.pick(&mut rng))?,
+                    hot,
+                )
+            }
+        }),
     }?;
     let wall = start.elapsed();
     let cpu = thread_cpu_time()
@@ -327,6 +346,9 @@ mod tests {
         for kind in EngineKind::ALL {
             let engine = kind.build(setup.keys, &setup.pool)?;
             for workload in Workload::ALL {
+                if !engine.supports(workload) {
+                    continue;
+                }
                 let cell = CellSpec {
                     workload,
                     threads: 2,

@@ -14,6 +14,9 @@ pub const YCSB_OPS_PER_TXN: usize = 10;
 /// Keys read by one `scan100` transaction.
 pub const SCAN_LEN: u64 = 100;
 
+/// The hot keys of the precision workloads (`skew`, `matcher`): `0..HOT_KEYS`.
+pub const HOT_KEYS: u64 = 64;
+
 /// One workload of the comparison: what every transaction does and how
 /// keys are chosen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,11 +36,19 @@ pub enum Workload {
     YcsbC,
     /// Read-only range scan of 100 consecutive keys from a uniform start.
     Scan100,
+    /// Write skew's shape: read two distinct hot keys, write the first.
+    /// Where `Serializable`'s precision shows: the second read is often
+    /// overwritten, yet rarely in a cycle.
+    Skew,
+    /// An order book: half the transactions are makers (a blind write of a
+    /// hot price level), half matchers (scan every level for the best
+    /// price, write a fill under a key of their own).
+    Matcher,
 }
 
 impl Workload {
     /// Every workload, in the order the driver runs them.
-    pub const ALL: [Self; 7] = [
+    pub const ALL: [Self; 9] = [
         Self::R1,
         Self::W1,
         Self::Rmw1,
@@ -45,6 +56,8 @@ impl Workload {
         Self::YcsbB,
         Self::YcsbC,
         Self::Scan100,
+        Self::Skew,
+        Self::Matcher,
     ];
 
     /// The workload's name on the command line and in reports.
@@ -58,6 +71,8 @@ impl Workload {
             Self::YcsbB => "ycsb-b",
             Self::YcsbC => "ycsb-c",
             Self::Scan100 => "scan100",
+            Self::Skew => "skew",
+            Self::Matcher => "matcher",
         }
     }
 
@@ -78,6 +93,10 @@ impl Workload {
             Self::YcsbB => "10 ops, 95% read / 5% update, zipfian 0.99",
             Self::YcsbC => "10 reads (read-only txn), zipfian 0.99",
             Self::Scan100 => "read-only txn, scan of 100 consecutive keys, uniform start",
+            Self::Skew => "read 2 of 64 hot keys, write the first (Khonsu only)",
+            Self::Matcher => {
+                "50% write 1 of 64 levels / 50% scan 64 levels + write a fill (Khonsu only)"
+            }
         }
     }
 
@@ -88,8 +107,17 @@ impl Workload {
             Self::YcsbA => Some(0.5),
             Self::YcsbB => Some(0.95),
             Self::YcsbC => Some(1.0),
-            Self::R1 | Self::W1 | Self::Rmw1 | Self::Scan100 => None,
+            Self::R1 | Self::W1 | Self::Rmw1 | Self::Scan100 | Self::Skew | Self::Matcher => None,
         }
+    }
+}
+
+impl Workload {
+    /// Whether only Khonsu's engines run it (the precision workloads compare
+    /// Khonsu's validations with each other).
+    #[must_use]
+    pub fn khonsu_only(self) -> bool {
+        matches!(self, Self::Skew | Self::Matcher)
     }
 }
 

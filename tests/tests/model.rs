@@ -138,7 +138,10 @@ fn first_committer_keys(script: &Script) -> std::collections::BTreeSet<u8> {
             Op::Read(_) | Op::Scan(..) => None,
         };
     }
-    last.into_iter().filter(|&(_, fcw)| fcw).map(|(k, _)| k).collect()
+    last.into_iter()
+        .filter(|&(_, fcw)| fcw)
+        .map(|(k, _)| k)
+        .collect()
 }
 
 fn has_writes(script: &Script) -> bool {
@@ -503,7 +506,10 @@ fn check_snapshot_isolation(
             if b.snapshot < a_ts {
                 let (_, wa) = a.replay(initial);
                 let (_, wb) = b.replay(initial);
-                let (fa, fb) = (first_committer_keys(&a.script), first_committer_keys(&b.script));
+                let (fa, fb) = (
+                    first_committer_keys(&a.script),
+                    first_committer_keys(&b.script),
+                );
                 let overlap: Vec<&u8> = wa
                     .keys()
                     .filter(|k| wb.contains_key(k) && fa.contains(k) && fb.contains(k))

@@ -42,9 +42,10 @@ OPTIONS:
                          (default 0,10000); `none` skips the hot-log section
     -h, --help           this text
 
-ENGINES:   khonsu-rc khonsu-rr khonsu-ser skipdb-optimistic skipdb-serializable
-           stm mutex-btreemap skipmap
-WORKLOADS: r1 w1 rmw1 ycsb-a ycsb-b ycsb-c scan100
+ENGINES:   khonsu-rc khonsu-rr khonsu-ser khonsu-ser-conservative skipdb-optimistic
+           skipdb-serializable stm mutex-btreemap skipmap
+WORKLOADS: r1 w1 rmw1 ycsb-a ycsb-b ycsb-c scan100 skew matcher
+           (skew and matcher: Khonsu's engines only)
 ";
 
 /// Parsed command line.
@@ -280,7 +281,7 @@ fn note_for(engine: &dyn Engine, workload: Workload) -> Option<&'static str> {
         Workload::YcsbA | Workload::YcsbB | Workload::YcsbC | Workload::Scan100 => {
             Some("no isolation between ops")
         }
-        Workload::R1 | Workload::W1 => None,
+        Workload::R1 | Workload::W1 | Workload::Skew | Workload::Matcher => None,
     }
 }
 
@@ -343,6 +344,9 @@ fn run(options: &Options) -> Result<(), Error> {
                     else {
                         continue;
                     };
+                    if !engine.supports(workload) {
+                        continue;
+                    }
                     let measured = run_cell(engine.as_ref(), &setup, &cell)?;
                     measured_cpu += measured.cpu.unwrap_or_default();
                     if let Some(total) = background_cpu.get_mut(index) {
@@ -353,6 +357,9 @@ fn run(options: &Options) -> Result<(), Error> {
             }
             for (engine, measurements) in engines.iter().zip(&rounds) {
                 engine.maintain();
+                if measurements.is_empty() {
+                    continue;
+                }
                 let mut row =
                     Row::from_rounds(engine.name(), workload.name(), threads, measurements);
                 row.note = note_for(engine.as_ref(), workload);
@@ -389,19 +396,24 @@ fn run(options: &Options) -> Result<(), Error> {
         process_cpu.map_or_else(|| "-".to_owned(), |cpu| format!("{:.1}", cpu.as_secs_f64())),
         measured_cpu.as_secs_f64()
     );
-    let background = engines
-        .iter()
-        .zip(&background_cpu)
-        .map(|(engine, cpu)| format!("{} {:.2} s", engine.name(), cpu.as_secs_f64()))
-        .collect::<Vec<_>>()
-        .join(", ");
-    println!("of which engines' background threads: {background}");
+    print_background(&engines, &background_cpu);
     if let Some(path) = &options.json {
         std::fs::write(path, report::json(&rows))
             .map_err(|error| Error::write_report(path, error))?;
         println!("rows written to {}", path.display());
     }
     Ok(())
+}
+
+/// The CPU time each engine's own threads used.
+fn print_background(engines: &[Box<dyn Engine>], background_cpu: &[Duration]) {
+    let background = engines
+        .iter()
+        .zip(background_cpu)
+        .map(|(engine, cpu)| format!("{} {:.2} s", engine.name(), cpu.as_secs_f64()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    println!("of which engines' background threads: {background}");
 }
 
 fn main() -> Report<Error> {

@@ -12,7 +12,9 @@
 //! 100,000 one-row keys (a shared `Arc` per value, as `compare` does) and
 //! runs one workload on one thread at `Serializable`: `r1` (one read,
 //! read-only), `w1` (one blind write), `rmw1` (read and rewrite one hot
-//! key), `ten` (5 reads and 5 writes on uniform keys). Without valgrind it
+//! key), `ten` (5 reads and 5 writes on uniform keys), `skew` (read two of
+//! 64 hot keys, write the first); `VALIDATION=conservative` for the
+//! conservative `Serializable`. Without valgrind it
 //! prints the wall time per transaction, for a rough look.
 
 use std::hint::black_box;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use arrow_array::{Int64Array, RecordBatch};
+use khonsu::SerializableValidation;
 use khonsu::prelude::*;
 
 const KEYS: u64 = 100_000;
@@ -80,6 +83,15 @@ fn measured(db: &Khonsu, workload: &str, n: u64, pool: &[Arc<RecordBatch>]) -> R
                 t.write(0_u64, pick(&mut rng))?;
                 t.commit()?;
             }
+            "skew" => {
+                let mut t = db.start_transaction();
+                let write = rng.below(64);
+                let read = (write + 1 + rng.below(63)) % 64;
+                rows += t.read(write)?.map_or(0, |b| b.num_rows() as u64);
+                rows += t.read(read)?.map_or(0, |b| b.num_rows() as u64);
+                t.write(write, pick(&mut rng))?;
+                t.commit()?;
+            }
             "ten" => {
                 let mut t = db.start_transaction();
                 for _ in 0..5 {
@@ -103,7 +115,14 @@ fn main() -> Result<()> {
         .and_then(|s| s.parse().ok())
         .unwrap_or(64);
     let pool: Vec<Arc<RecordBatch>> = (0..pool_size).map(value).collect();
-    let db = Khonsu::builder().build()?;
+    // `VALIDATION=conservative` measures `Serializable`'s conservative validation.
+    let validation = match std::env::var("VALIDATION").as_deref() {
+        Ok("conservative") => SerializableValidation::Conservative,
+        _ => SerializableValidation::Precise,
+    };
+    let db = Khonsu::builder()
+        .serializable_validation(validation)
+        .build()?;
     for chunk in 0..KEYS / 1_000 {
         let mut t = db.start_transaction();
         for key in chunk * 1_000..(chunk + 1) * 1_000 {
@@ -127,5 +146,10 @@ fn main() -> Result<()> {
     let rows = measured(&db, &workload, n, &pool)?;
     let per = start.elapsed().as_nanos() / u128::from(n.max(1));
     println!("{workload}: {n} transactions, {per} ns each (wall), {rows} rows read");
+    let stats = db.stats();
+    println!(
+        "tracked: {} readers, {} pivots",
+        stats.serializable_readers, stats.serializable_pivots
+    );
     Ok(())
 }

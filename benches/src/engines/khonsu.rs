@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use ::khonsu::{Key, Khonsu, Transaction, TransactionIsolation, TransactionOptions};
+use ::khonsu::{
+    Key, Khonsu, SerializableValidation, Transaction, TransactionIsolation, TransactionOptions,
+};
 use arrow_array::RecordBatch;
 use snafu::{OptionExt, ResultExt};
 
@@ -38,8 +40,24 @@ impl KhonsuEngine {
         keys: u64,
         pool: &ValuePool,
     ) -> Result<Self> {
+        Self::with_validation(name, isolation, SerializableValidation::Precise, keys, pool)
+    }
+
+    /// As [`new`](Self::new), with `Serializable` validating as
+    /// `validation` says.
+    ///
+    /// # Errors
+    /// [`Error::Khonsu`] if building or loading fails.
+    pub fn with_validation(
+        name: &'static str,
+        isolation: TransactionIsolation,
+        validation: SerializableValidation,
+        keys: u64,
+        pool: &ValuePool,
+    ) -> Result<Self> {
         let db = Khonsu::builder()
             .isolation(isolation)
+            .serializable_validation(validation)
             .max_retries(MAX_RETRIES)
             .build()
             .context(KhonsuSnafu {
@@ -195,6 +213,28 @@ impl Engine for KhonsuEngine {
             Ok(found.iter().map(|(_, batch)| rows_of(Some(batch))).sum())
         })?;
         Ok(Done { rows, aborts: 0 })
+    }
+
+    fn supports(&self, _workload: crate::workloads::Workload) -> bool {
+        true
+    }
+
+    fn skew(&self, write: u64, read: u64, value: &Arc<RecordBatch>) -> Result<Done> {
+        self.write_txn("skew", |txn| {
+            let rows = rows_of(txn.read(write.to_be_bytes())?.as_deref())
+                + rows_of(txn.read(read.to_be_bytes())?.as_deref());
+            txn.write(Key::from(write), Arc::clone(value))?;
+            Ok(rows)
+        })
+    }
+
+    fn match_order(&self, levels: u64, fill: u64, value: &Arc<RecordBatch>) -> Result<Done> {
+        self.write_txn("match", |txn| {
+            let book = txn.scan(Key::from(0_u64)..Key::from(levels))?;
+            let rows = book.iter().map(|(_, batch)| rows_of(Some(batch))).sum();
+            txn.write(Key::from(fill), Arc::clone(value))?;
+            Ok(rows)
+        })
     }
 
     fn read_counter(&self, key: u64) -> Result<i64> {

@@ -95,6 +95,42 @@ pub trait Engine: Send + Sync {
     /// Housekeeping run between measurements, outside timing (skipdb's
     /// version compaction). Engines that reclaim as they go do nothing.
     fn maintain(&self) {}
+
+    /// Whether the engine runs `workload` (the precision workloads are
+    /// Khonsu's own).
+    fn supports(&self, workload: crate::workloads::Workload) -> bool {
+        !workload.khonsu_only()
+    }
+
+    /// `skew`: a transaction reading `read` and `write`, then writing
+    /// `value` under `write`.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) unless the engine
+    /// runs it, or the engine's failure.
+    fn skew(&self, write: u64, read: u64, value: &Arc<RecordBatch>) -> Result<Done> {
+        let _ = (write, read, value);
+        crate::error::UnsupportedSnafu {
+            engine: self.name(),
+            workload: "skew",
+        }
+        .fail()
+    }
+
+    /// `matcher`'s matching transaction: scan keys `0..levels`, write
+    /// `value` under `fill`.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`](crate::Error::Unsupported) unless the engine
+    /// runs it, or the engine's failure.
+    fn match_order(&self, levels: u64, fill: u64, value: &Arc<RecordBatch>) -> Result<Done> {
+        let _ = (levels, fill, value);
+        crate::error::UnsupportedSnafu {
+            engine: self.name(),
+            workload: "matcher",
+        }
+        .fail()
+    }
 }
 
 /// The engines the driver knows, in report order.
@@ -106,6 +142,8 @@ pub enum EngineKind {
     KhonsuRepeatableRead,
     /// Khonsu at `Serializable`: the reference of every ratio.
     KhonsuSerializable,
+    /// Khonsu at `Serializable` with the conservative validation.
+    KhonsuSerializableConservative,
     /// skipdb's `OptimisticDb` (write transactions track reads by hash).
     SkipdbOptimistic,
     /// skipdb's `SerializableDb` with `serializable_write` transactions.
@@ -120,10 +158,11 @@ pub enum EngineKind {
 
 impl EngineKind {
     /// Every engine, in report order.
-    pub const ALL: [Self; 8] = [
+    pub const ALL: [Self; 9] = [
         Self::KhonsuReadCommitted,
         Self::KhonsuRepeatableRead,
         Self::KhonsuSerializable,
+        Self::KhonsuSerializableConservative,
         Self::SkipdbOptimistic,
         Self::SkipdbSerializable,
         Self::Stm,
@@ -141,6 +180,7 @@ impl EngineKind {
             Self::KhonsuReadCommitted => "khonsu-rc",
             Self::KhonsuRepeatableRead => "khonsu-rr",
             Self::KhonsuSerializable => "khonsu-ser",
+            Self::KhonsuSerializableConservative => "khonsu-ser-conservative",
             Self::SkipdbOptimistic => "skipdb-optimistic",
             Self::SkipdbSerializable => "skipdb-serializable",
             Self::Stm => "stm",
@@ -162,6 +202,9 @@ impl EngineKind {
             Self::KhonsuReadCommitted => "Khonsu, ReadCommitted",
             Self::KhonsuRepeatableRead => "Khonsu, RepeatableRead (snapshot isolation)",
             Self::KhonsuSerializable => "Khonsu, Serializable (the ratio reference)",
+            Self::KhonsuSerializableConservative => {
+                "Khonsu, Serializable with the conservative validation"
+            }
             Self::SkipdbOptimistic => "skipdb 0.2 OptimisticDb, write()/read() transactions",
             Self::SkipdbSerializable => {
                 "skipdb 0.2 SerializableDb, serializable_write()/read() transactions"
@@ -195,6 +238,13 @@ impl EngineKind {
             Self::KhonsuSerializable => Box::new(KhonsuEngine::new(
                 self.name(),
                 TransactionIsolation::Serializable,
+                keys,
+                pool,
+            )?),
+            Self::KhonsuSerializableConservative => Box::new(KhonsuEngine::with_validation(
+                self.name(),
+                TransactionIsolation::Serializable,
+                ::khonsu::SerializableValidation::Conservative,
                 keys,
                 pool,
             )?),

@@ -25,7 +25,7 @@ mod validate;
 pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result, Structure};
 pub use options::{ConflictResolution, ParseOptionError, TransactionIsolation};
 pub use resolve::{ReadBase, Resolved, WriteOutcome, WritePolicy, resolve_write};
-pub use ssi::{SerializableValidation, SsiDecision, SsiRegistration, SsiState, has_pure_reads};
+pub use ssi::{PureReads, SerializableValidation, SsiDecision, SsiRegistration, SsiState};
 pub use tracker::{
     DependencyTracker, Observed, RangeRead, SealedWrite, StagedWrite, range_is_empty,
 };

@@ -34,7 +34,7 @@
 //! order is commit order, so each sees every earlier one decided. The
 //! argument that this is serializable is in `docs/commit-protocol.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::ops::{Bound, ControlFlow};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -42,6 +42,8 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use khonsu_core::{
     CommitTicket, Key, Pins, SnapshotRegistry, Timestamp, TimestampOracle, TxnBuffer,
 };
+
+use smallvec::SmallVec;
 
 use crate::{Conflict, ConflictKind, ConflictTarget, DependencyTracker};
 
@@ -96,20 +98,39 @@ const MAX_PIVOTS: usize = 1 << 16;
 /// Registrations between two prunes by the oldest open snapshot.
 const PRUNE_EVERY: u64 = 256;
 
+/// Key hashes a reader keeps without allocating.
+const INLINE_READS: usize = 6;
+
 /// The pure reads of one committed transaction.
 #[derive(Debug)]
 struct Reader {
-    /// Keys read and not written, in key order.
-    keys: Vec<Key>,
+    /// Hashes of the keys read and not written ([`key_hash`]), sorted: no
+    /// key is cloned, and a collision only costs an extra abort.
+    keys: SmallVec<[u64; INLINE_READS]>,
     /// Scanned ranges.
     ranges: Vec<(Bound<Key>, Bound<Key>)>,
+}
+
+/// A 64-bit hash of a key's bytes (multiply-rotate over 8-byte words).
+fn key_hash(key: &Key) -> u64 {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+    let bytes = key.as_bytes();
+    let mut h = (bytes.len() as u64).wrapping_mul(K);
+    for chunk in bytes.chunks(8) {
+        let mut word = [0_u8; 8];
+        if let Some(w) = word.get_mut(..chunk.len()) {
+            w.copy_from_slice(chunk);
+        }
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+    }
+    h ^ (h >> 29)
 }
 
 impl Reader {
     /// The first key `writes` (in key order) holds that this reader read.
     fn reads_one_of(&self, tracker: &DependencyTracker) -> Option<ConflictTarget> {
         for (key, _) in tracker.writes() {
-            if self.keys.binary_search(key).is_ok() {
+            if self.keys.binary_search(&key_hash(key)).is_ok() {
                 return Some(ConflictTarget::Key(key.clone()));
             }
         }
@@ -122,14 +143,100 @@ impl Reader {
     }
 }
 
+/// Where a reader is filed, to withdraw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ReaderAt {
+    /// Among the read-write commits, at this commit timestamp.
+    ReadWrite(Timestamp),
+    /// Among the transactions that wrote nothing: snapshot, sequence.
+    ReadOnly(Timestamp, u64),
+}
+
+/// Committed readers by stamp: commit timestamp, or snapshot for one that
+/// wrote nothing.
+#[derive(Debug, Default)]
+struct Readers {
+    /// Read-write commits in commit order: they register under the mutex
+    /// in timestamp order, so stamps increase (a withdrawn one is `None`).
+    read_write: VecDeque<(Timestamp, Option<Reader>)>,
+    /// Transactions that wrote nothing, by snapshot and a sequence number
+    /// (snapshots are shared).
+    read_only: BTreeMap<(Timestamp, u64), Reader>,
+    next_seq: u64,
+}
+
+impl Readers {
+    fn len(&self) -> usize {
+        self.read_write.len() + self.read_only.len()
+    }
+
+    fn push(&mut self, stamp: Timestamp, read_only: bool, reader: Reader) -> ReaderAt {
+        if read_only {
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            self.read_only.insert((stamp, seq), reader);
+            ReaderAt::ReadOnly(stamp, seq)
+        } else {
+            debug_assert!(self.read_write.back().is_none_or(|(ts, _)| *ts < stamp));
+            self.read_write.push_back((stamp, Some(reader)));
+            ReaderAt::ReadWrite(stamp)
+        }
+    }
+
+    fn remove(&mut self, at: ReaderAt) {
+        match at {
+            ReaderAt::ReadOnly(stamp, seq) => {
+                self.read_only.remove(&(stamp, seq));
+            }
+            ReaderAt::ReadWrite(stamp) => {
+                let i = self.read_write.partition_point(|(ts, _)| *ts < stamp);
+                if let Some((ts, reader)) = self.read_write.get_mut(i)
+                    && *ts == stamp
+                {
+                    *reader = None;
+                }
+            }
+        }
+    }
+
+    /// Every reader stamped at or after `from`.
+    fn since(&self, from: Timestamp) -> impl Iterator<Item = (Timestamp, &Reader)> {
+        let start = self.read_write.partition_point(|(ts, _)| *ts < from);
+        self.read_write
+            .range(start..)
+            .filter_map(|(ts, reader)| reader.as_ref().map(|r| (*ts, r)))
+            .chain(
+                self.read_only
+                    .range((from, 0)..)
+                    .map(|(&(ts, _), r)| (ts, r)),
+            )
+    }
+
+    /// Drops every reader stamped at or below `floor`.
+    fn drop_through(&mut self, floor: Timestamp) {
+        while self.read_write.front().is_some_and(|(ts, _)| *ts <= floor) {
+            self.read_write.pop_front();
+        }
+        self.read_only = self.read_only.split_off(&(floor + 1, 0));
+    }
+
+    /// Drops the oldest reader; returns its stamp.
+    fn pop_oldest(&mut self) -> Option<Timestamp> {
+        let rw = self.read_write.front().map(|(ts, _)| *ts);
+        let ro = self.read_only.first_key_value().map(|(&(ts, _), _)| ts);
+        match (rw, ro) {
+            (Some(a), Some(b)) if b < a => self.read_only.pop_first().map(|((ts, _), _)| ts),
+            (Some(_), _) => self.read_write.pop_front().map(|(ts, _)| ts),
+            (None, Some(_)) => self.read_only.pop_first().map(|((ts, _), _)| ts),
+            (None, None) => None,
+        }
+    }
+}
+
 /// The shared tracking state, under [`SsiState`]'s mutex.
 #[derive(Debug, Default)]
 struct Graph {
-    /// Committed readers by stamp (commit timestamp, or snapshot for one
-    /// that wrote nothing) and a sequence number (read-only readers share
-    /// stamps).
-    readers: BTreeMap<(Timestamp, u64), Reader>,
-    next_seq: u64,
+    readers: Readers,
     /// Committed pivots: commit timestamp → earliest commit it was
     /// ordered before.
     pivots: BTreeMap<Timestamp, Timestamp>,
@@ -205,14 +312,37 @@ impl OutEdges {
     }
 }
 
-/// Whether a footprint has reads the SSI tracking must know: keys read
-/// and not written, or scanned ranges.
-#[must_use]
-pub fn has_pure_reads(tracker: &DependencyTracker) -> bool {
-    !tracker.range_reads().is_empty()
-        || tracker
-            .point_reads()
-            .any(|(key, _)| !tracker.writes_key(key))
+/// The reads of a footprint the tracking must know, taken once at commit:
+/// the hashes of the keys read and not written, and whether it scanned.
+#[derive(Debug)]
+pub struct PureReads {
+    keys: SmallVec<[u64; INLINE_READS]>,
+    scanned: bool,
+}
+
+impl PureReads {
+    /// The pure reads of `tracker`.
+    #[must_use]
+    pub fn of(tracker: &DependencyTracker) -> Self {
+        let mut keys: SmallVec<[u64; INLINE_READS]> = SmallVec::new();
+        for (key, _) in tracker.point_reads() {
+            if !tracker.writes_key(key) {
+                keys.push(key_hash(key));
+            }
+        }
+        keys.sort_unstable();
+        Self {
+            keys,
+            scanned: !tracker.range_reads().is_empty(),
+        }
+    }
+
+    /// Whether there are none: every read was of a key also written, and
+    /// nothing was scanned.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && !self.scanned
+    }
 }
 
 /// The shared state of precise `Serializable` (module docs).
@@ -238,7 +368,7 @@ pub struct SsiRegistration<'a> {
     state: &'a SsiState,
     commit_ts: Timestamp,
     /// The reader entry, if one was registered.
-    reader: Option<(Timestamp, u64)>,
+    reader: Option<ReaderAt>,
     /// Whether the commit is an in-flight pivot.
     pivot: bool,
     finished: bool,
@@ -263,7 +393,7 @@ impl Drop for SsiRegistration<'_> {
         // Aborted after the decision (storage, settle): withdraw it.
         let mut graph = self.state.lock();
         if let Some(reader) = self.reader {
-            graph.readers.remove(&reader);
+            graph.readers.remove(reader);
         }
         if self.pivot {
             graph.pivots.remove(&self.commit_ts);
@@ -362,9 +492,14 @@ impl SsiState {
     ///
     /// # Errors
     /// The clock's error (nothing was decided).
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the engine's parts the decision reads, kept apart as the pipeline keeps them"
+    )]
     pub fn decide_read_write<'a, 't>(
         &'a self,
         tracker: &DependencyTracker,
+        reads: PureReads,
         buffer: &TxnBuffer,
         oracle: &'t TimestampOracle,
         snapshots: &SnapshotRegistry,
@@ -410,7 +545,7 @@ impl SsiState {
             self.pivot_max.fetch_max(commit_ts, Ordering::SeqCst);
         }
         registration.reader = Some(Self::register(
-            &mut graph, tracker, commit_ts, snapshots, oracle,
+            &mut graph, tracker, reads, commit_ts, false, snapshots, oracle,
         ));
         Ok(SsiDecision::Commit(ticket, registration))
     }
@@ -454,7 +589,7 @@ impl SsiState {
                 *earliest,
             ));
         }
-        for (&(stamp, _), reader) in graph.readers.range((*earliest, 0)..) {
+        for (stamp, reader) in graph.readers.since(*earliest) {
             if let Some(read) = reader.reads_one_of(tracker) {
                 return Some(dangerous(read, Some(stamp), None, *earliest));
             }
@@ -467,23 +602,25 @@ impl SsiState {
     fn register(
         graph: &mut Graph,
         tracker: &DependencyTracker,
+        reads: PureReads,
         stamp: Timestamp,
+        read_only: bool,
         snapshots: &SnapshotRegistry,
         oracle: &TimestampOracle,
-    ) -> (Timestamp, u64) {
-        let keys: Vec<Key> = tracker
-            .point_reads()
-            .filter(|(key, _)| !tracker.writes_key(key))
-            .map(|(key, _)| key.clone())
-            .collect();
+    ) -> ReaderAt {
         let ranges = tracker
             .range_reads()
             .iter()
             .map(|range| (range.start.clone(), range.end.clone()))
             .collect();
-        let seq = graph.next_seq;
-        graph.next_seq += 1;
-        graph.readers.insert((stamp, seq), Reader { keys, ranges });
+        let at = graph.readers.push(
+            stamp,
+            read_only,
+            Reader {
+                keys: reads.keys,
+                ranges,
+            },
+        );
         graph.registrations_since_prune += 1;
         if graph.registrations_since_prune >= PRUNE_EVERY
             || graph.readers.len() > MAX_READERS
@@ -491,7 +628,7 @@ impl SsiState {
         {
             graph.prune(snapshots, oracle);
         }
-        (stamp, seq)
+        at
     }
 
     /// The commit of a `Serializable` transaction that wrote nothing but
@@ -546,7 +683,10 @@ impl SsiState {
                 return Err(Box::new(dangerous(target.clone(), None, Some(ts), out)));
             }
         }
-        let _ = Self::register(&mut graph, tracker, snapshot, snapshots, oracle);
+        let reads = PureReads::of(tracker);
+        let _ = Self::register(
+            &mut graph, tracker, reads, snapshot, true, snapshots, oracle,
+        );
         Ok(())
     }
 
@@ -604,10 +744,10 @@ impl Graph {
         // least this.
         let visible = oracle.visible();
         let floor = snapshots.oldest().map_or(visible, |o| o.ts.min(visible));
-        self.readers = self.readers.split_off(&(floor + 1, 0));
+        self.readers.drop_through(floor);
         self.pivots = self.pivots.split_off(&(floor + 1));
         while self.readers.len() > MAX_READERS {
-            if let Some(((stamp, _), _)) = self.readers.pop_first() {
+            if let Some(stamp) = self.readers.pop_oldest() {
                 self.readers_summary = self.readers_summary.max(stamp);
             }
         }

@@ -31,9 +31,9 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 
 use khonsu_concurrency::{
-    Conflict, ConflictKind, DependencyTracker, ReadBase, Resolved, SerializableValidation,
-    SsiDecision, SsiRegistration, StagedWrite, TransactionIsolation, WritePolicy, has_pure_reads,
-    resolve_write, validate_serializable,
+    Conflict, ConflictKind, DependencyTracker, PureReads, ReadBase, Resolved,
+    SerializableValidation, SsiDecision, SsiRegistration, StagedWrite, TransactionIsolation,
+    WritePolicy, resolve_write, validate_serializable,
 };
 use khonsu_core::{CommitTicket, Installed, Key, KeyIntent, Pins, Timestamp};
 use khonsu_storage::{CommitRecord, StorageMutation};
@@ -149,10 +149,10 @@ pub(crate) fn commit<'s>(
     //    transactions (docs/isolation.md).
     let policy = &request.policy;
     let serializable = policy.isolation == TransactionIsolation::Serializable;
-    let commit_ts = if serializable
-        && shared.ssi.mode() == SerializableValidation::Precise
-        && has_pure_reads(request.footprint)
-    {
+    let reads = (serializable && shared.ssi.mode() == SerializableValidation::Precise)
+        .then(|| PureReads::of(request.footprint))
+        .filter(|reads| !reads.is_empty());
+    let commit_ts = if let Some(reads) = reads {
         // Precise: the timestamp and the dangerous-structure test in one
         // step (khonsu_concurrency::SsiState). A transaction whose reads
         // are all of keys it writes needs neither: write-write checks
@@ -170,6 +170,7 @@ pub(crate) fn commit<'s>(
             .ssi
             .decide_read_write(
                 request.footprint,
+                reads,
                 &shared.buffer,
                 &shared.oracle,
                 &shared.snapshots,

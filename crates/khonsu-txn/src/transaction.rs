@@ -11,7 +11,7 @@ use std::time::Instant;
 use arrow_array::RecordBatch;
 use khonsu_concurrency::{
     ConflictResolution, DependencyTracker, Observed, StagedWrite, TransactionIsolation,
-    WritePolicy, has_pure_reads, range_is_empty,
+    WritePolicy, range_is_empty,
 };
 use khonsu_core::{Key, KeyRange, RegisteredSnapshot, Timestamp};
 use snafu::{IntoError, ResultExt, ensure};
@@ -681,7 +681,7 @@ impl Transaction {
             // as its `T_in`.
             if self.isolation == TransactionIsolation::Serializable
                 && let Some(tracker) = self.tracker.as_deref()
-                && has_pure_reads(tracker)
+                && (tracker.point_read_count() > 0 || !tracker.range_reads().is_empty())
             {
                 let shared = &self.shared;
                 if let Err(conflict) = shared.ssi.commit_read_only(
