@@ -24,7 +24,9 @@ mod validate;
 
 pub use error::{Conflict, ConflictKind, ConflictTarget, Error, Result, Structure};
 pub use options::{ConflictResolution, ParseOptionError, TransactionIsolation};
-pub use resolve::{ReadBase, Resolved, WriteOutcome, WritePolicy, resolve_write};
+pub use resolve::{
+    Decision, Install, ReadBase, Resolved, Seen, WriteOutcome, WritePolicy, decide, resolve_write,
+};
 pub use ssi::{PureReads, SerializableValidation, SsiDecision, SsiRegistration, SsiState};
 pub use tracker::{
     DependencyTracker, Observed, RangeRead, SealedWrite, StagedWrite, range_is_empty,

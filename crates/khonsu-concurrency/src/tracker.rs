@@ -6,8 +6,8 @@ use std::sync::Arc;
 use arrow_array::RecordBatch;
 use khonsu_core::{Key, Timestamp};
 
-use crate::ConflictResolution;
 use crate::key_map::KeyMap;
+use crate::{ConflictResolution, Seen};
 
 /// A write staged by a transaction, not yet committed.
 #[derive(Clone, Debug, PartialEq)]
@@ -23,17 +23,12 @@ pub enum StagedWrite {
 }
 
 impl StagedWrite {
-    /// The value a read of the key returns inside the transaction, when
-    /// the write alone decides it: `Some(value)` for a put or a delete,
-    /// `None` for an append (whose value is the committed one plus the
-    /// staged rows).
+    /// Whether the write alone decides what a read of the key returns
+    /// inside the transaction (a put or a delete; an append's value is the
+    /// committed one plus the staged rows).
     #[must_use]
-    pub fn value(&self) -> Option<Option<Arc<RecordBatch>>> {
-        match self {
-            Self::Put(b) => Some(Some(Arc::clone(b))),
-            Self::Delete => Some(None),
-            Self::Append(_) => None,
-        }
+    pub fn replaces_committed(&self) -> bool {
+        !matches!(self, Self::Append(_))
     }
 
     /// The rows an append adds, if this is one.
@@ -291,22 +286,21 @@ impl DependencyTracker {
         }
     }
 
-    /// The value the transaction saw of `key` at version `ts` (its read
-    /// base): `Some(None)` when the key was absent, `Some(Some(batch))`
-    /// when a point read kept that version's batch, `None` when it is not
-    /// known (not kept, or the base came from a scan).
+    /// What the transaction saw of `key` at version `ts` (its read base):
+    /// absent, the batch a point read kept, or unknown (not kept, or the
+    /// base came from a scan).
     #[must_use]
-    pub fn observed_value(&self, key: &Key, ts: Timestamp) -> Option<Option<&Arc<RecordBatch>>> {
+    pub fn seen(&self, key: &Key, ts: Timestamp) -> Seen<'_> {
         if ts == 0 {
-            return Some(None);
+            return Seen::Absent;
         }
         match self.reads.get(key) {
             Some(read) if read.ts == ts => match &read.observed {
-                Observed::Unknown => None,
-                Observed::Absent => Some(None),
-                Observed::Value(batch) => Some(Some(batch)),
+                Observed::Unknown => Seen::Unknown,
+                Observed::Absent => Seen::Absent,
+                Observed::Value(batch) => Seen::Value(batch),
             },
-            _ => None,
+            _ => Seen::Unknown,
         }
     }
 
@@ -336,7 +330,7 @@ impl DependencyTracker {
         resolution: Option<ConflictResolution>,
     ) {
         let seq = self.seq();
-        let own = if write.value().is_some() {
+        let own = if write.replaces_committed() {
             seq
         } else {
             u64::MAX
@@ -692,10 +686,7 @@ mod tests {
         t.record_write(Key::from("k"), StagedWrite::Put(rows(&[1, 2])));
         t.seal();
         assert_eq!(t.read_base(&Key::from("k")), Some(2_000));
-        assert!(matches!(
-            t.observed_value(&Key::from("k"), 2_000),
-            Some(Some(_))
-        ));
+        assert!(matches!(t.seen(&Key::from("k"), 2_000), Seen::Value(_)));
         // An older observation arriving later does not replace the newest.
         t.record_read(&Key::from("k"), 5);
         t.seal();
@@ -710,9 +701,9 @@ mod tests {
         t.record_observation(&Key::from("gone"), 7, Observed::Absent);
         t.record_read(&Key::from("never"), 0);
         t.record_read(&Key::from("unknown"), 4);
-        assert_eq!(t.observed_value(&Key::from("gone"), 7), Some(None));
-        assert_eq!(t.observed_value(&Key::from("never"), 0), Some(None));
-        assert_eq!(t.observed_value(&Key::from("unknown"), 4), None);
-        assert_eq!(t.observed_value(&Key::from("gone"), 9), None);
+        assert_eq!(t.seen(&Key::from("gone"), 7), Seen::Absent);
+        assert_eq!(t.seen(&Key::from("never"), 0), Seen::Absent);
+        assert_eq!(t.seen(&Key::from("unknown"), 4), Seen::Unknown);
+        assert_eq!(t.seen(&Key::from("gone"), 9), Seen::Unknown);
     }
 }

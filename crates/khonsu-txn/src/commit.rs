@@ -28,10 +28,8 @@
 
 use std::sync::Arc;
 
-use arrow_array::RecordBatch;
-
 use khonsu_concurrency::{
-    Conflict, ConflictKind, DependencyTracker, PureReads, ReadBase, Resolved,
+    Conflict, ConflictKind, DependencyTracker, Install, PureReads, ReadBase, Resolved,
     SerializableValidation, SsiDecision, SsiRegistration, StagedWrite, TransactionIsolation,
     WritePolicy, resolve_write, validate_serializable,
 };
@@ -93,16 +91,6 @@ pub(crate) struct CommitRequest<'a> {
     pub(crate) footprint: &'a DependencyTracker,
 }
 
-/// What is installed for one written key.
-enum Install {
-    /// A new version holding this batch.
-    Put(Arc<RecordBatch>),
-    /// A tombstone (the key is deleted).
-    Tombstone,
-    /// Nothing: the write was dropped (`Ignore`), or is not settled yet.
-    Skip,
-}
-
 /// One written key on its way through the pipeline.
 struct Slot<'a> {
     intent: KeyIntent<'a>,
@@ -112,7 +100,9 @@ struct Slot<'a> {
     /// What the transaction read of the key before writing it (a
     /// read-modify-write), and the value it saw when kept.
     read: ReadBase<'a>,
-    install: Install,
+    /// What to install: `None` until settled (step 5), and again once
+    /// installed (step 7).
+    install: Option<Install>,
 }
 
 /// What an early return undoes, in drop order (fields drop top to bottom):
@@ -306,16 +296,16 @@ fn install(
 ) -> std::result::Result<(), khonsu_core::Error> {
     if let Some(err) = slots
         .iter()
-        .filter(|slot| !matches!(slot.install, Install::Skip))
+        .filter(|slot| matches!(slot.install, Some(Install::Put(_) | Install::Tombstone)))
         .find_map(|slot| slot.intent.check_install(commit_ts).err())
     {
         return Err(err);
     }
     for slot in slots {
-        let value = match std::mem::replace(&mut slot.install, Install::Skip) {
-            Install::Put(batch) => Some(batch),
-            Install::Tombstone => None,
-            Install::Skip => continue,
+        let value = match slot.install.take() {
+            Some(Install::Put(batch)) => Some(batch),
+            Some(Install::Tombstone) => None,
+            Some(Install::Nothing) | None => continue,
         };
         slot.intent.insert_version(commit_ts, value)?;
     }
@@ -332,9 +322,15 @@ fn take_intents<'a>(
     let txn_id = request.txn_id;
     slots.reserve(request.footprint.write_count());
     for sealed in request.footprint.sealed_writes() {
-        let (key, write, read_base) = (sealed.key, sealed.write, sealed.read_base);
+        let (key, write) = (sealed.key, sealed.write);
+        let read = sealed
+            .read_base
+            .map_or(ReadBase::Blind, |ts| ReadBase::Read {
+                ts,
+                seen: request.footprint.seen(key, ts),
+            });
         let policy = request.policy.for_write(sealed.resolution);
-        let fatal = policy.conflict_is_fatal(read_base, write);
+        let fatal = policy.conflict_is_fatal(&read, write);
         let budget = if fatal { 0 } else { INTENT_WAIT_BUDGET };
         let Ok(intent) = shared.buffer.lock(key, budget) else {
             // Fatal: the holder commits a newer version, which would abort us
@@ -349,7 +345,7 @@ fn take_intents<'a>(
         };
         // Already doomed: abort before taking a timestamp, so that the
         // abort does not wait for earlier commits to publish.
-        if policy.is_doomed(read_base, write, intent.latest_ts()) {
+        if policy.is_doomed(&read, write, intent.latest_ts()) {
             let conflict = Conflict::on_key(
                 ConflictKind::WriteWrite,
                 key.clone(),
@@ -357,16 +353,12 @@ fn take_intents<'a>(
             );
             return Err(AbortedSnafu { txn_id }.into_error(conflict.into()));
         }
-        let read = ReadBase {
-            ts: read_base,
-            value: read_base.and_then(|ts| request.footprint.observed_value(key, ts)),
-        };
         slots.push(Slot {
             intent,
             write,
             policy,
             read,
-            install: Install::Skip,
+            install: None,
         });
     }
     Ok(())
@@ -405,13 +397,8 @@ fn settle(
             Resolved::Appended => info.appended.push(key.clone()),
             Resolved::Ignored => info.ignored.push(key.clone()),
         }
-        slot.install = match outcome.install {
-            Some(Some(batch)) => Install::Put(batch),
-            Some(None) => Install::Tombstone,
-            None => Install::Skip,
-        };
         if persists {
-            match &slot.install {
+            match &outcome.install {
                 Install::Put(batch) => mutations.push(
                     StorageMutation::put_at(key.clone(), Arc::clone(batch), commit_ts)
                         .with_context(|_| UnstorableSnafu {
@@ -420,9 +407,10 @@ fn settle(
                         })?,
                 ),
                 Install::Tombstone => mutations.push(StorageMutation::delete(key.clone())),
-                Install::Skip => {}
+                Install::Nothing => {}
             }
         }
+        slot.install = Some(outcome.install);
     }
     Ok((info, mutations))
 }

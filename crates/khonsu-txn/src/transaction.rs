@@ -277,10 +277,9 @@ impl Transaction {
         let key = key.into();
         let staged = self.tracker.as_deref().and_then(|t| t.staged_key(&key));
         let appended = match staged {
-            Some(write) => match write.value() {
-                Some(value) => return Ok(value),
-                None => write.appended_rows().cloned(),
-            },
+            Some(StagedWrite::Put(batch)) => return Ok(Some(Arc::clone(batch))),
+            Some(StagedWrite::Delete) => return Ok(None),
+            Some(StagedWrite::Append(rows)) => Some(Arc::clone(rows)),
             None => None,
         };
         let read_ts = self.read_ts();
