@@ -12,6 +12,7 @@
 //! whether a recovered state is made of whole transactions, the `crash-child` process, and
 //! file copies to damage).
 
+pub mod dsg;
 pub mod durable;
 pub mod spec;
 

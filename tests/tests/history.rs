@@ -105,7 +105,8 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use arrow_array::RecordBatch;
 use khonsu::prelude::*;
 use khonsu::storage::{RecoveredState, WriteFailure, WriteGroup};
-use khonsu::{ConflictTarget, Timestamp};
+use khonsu::{ConflictTarget, SerializableValidation, Timestamp};
+use khonsu_tests::dsg::{self, Edge, Graph};
 use khonsu_tests::{RESOLUTIONS, Rng, batch_of, lock, must, ok, range_contains, values};
 
 /// Worker threads running random transactions (besides the garbage collector).
@@ -745,15 +746,16 @@ fn worker(ctx: &Ctx<'_>, w: usize, plans: &[(usize, usize)]) -> Vec<Txn> {
     out
 }
 
-fn build(storage: Arc<dyn Storage>, level: TransactionIsolation) -> Khonsu {
-    // The checker takes commit order as the serial order: the conservative validation's
-    // promise (precise `Serializable` is checked by `model` and `pg_isolation`, which search
-    // for a serial order).
+fn build(
+    storage: Arc<dyn Storage>,
+    level: TransactionIsolation,
+    validation: SerializableValidation,
+) -> Khonsu {
     ok(
         Khonsu::builder()
             .isolation(level)
             .conflict_resolution(ConflictResolution::Fail)
-            .serializable_validation(khonsu::SerializableValidation::Conservative)
+            .serializable_validation(validation)
             .storage(storage)
             .build(),
         "build the database on the flaky storage",
@@ -824,7 +826,7 @@ fn run_workload(ctx: &Ctx<'_>, init: Txn) -> (Vec<Txn>, u64) {
 }
 
 /// Runs the workload at `level` and checks its history; panics with the violations found.
-fn run(test: &str, level: TransactionIsolation) {
+fn run(test: &str, level: TransactionIsolation, validation: SerializableValidation) {
     let cfg = config(test);
     let started = Instant::now();
     let keys = KeySpace::new();
@@ -834,7 +836,7 @@ fn run(test: &str, level: TransactionIsolation) {
         StorageKind::Redb => Arc::new(must(RedbStorage::open(dir.path()), "open redb")),
     };
     let store = FlakyStorage::new(inner, cfg.seed);
-    let db = build(store.clone(), level);
+    let db = build(store.clone(), level, validation);
 
     // Half the keys exist at the start (written with failures off).
     let mut init = Live::begin(&db, &keys, "init".to_owned(), TransactionOptions::new());
@@ -868,13 +870,16 @@ fn run(test: &str, level: TransactionIsolation) {
     let failed = lock(&store.failed).clone();
     let persisted = lock(&store.persisted).clone();
     let recovered_entries = must(store.recover(), "Storage::recover");
-    let rebuilt = build(store.clone(), level);
+    let rebuilt = build(store.clone(), level, validation);
     let recovered = final_state(&rebuilt, &keys);
     let mut probe = rebuilt.start_transaction();
     ok(probe.write(keys.key(0), batch_of(&[-1])), "probe write");
     let probe = ok(probe.commit(), "probe commit on the rebuilt database");
 
-    let checker = Checker::new(cfg.seed, level, &keys, &history, &failed, &persisted);
+    let precise = validation == SerializableValidation::Precise;
+    let checker = Checker::new(
+        cfg.seed, level, precise, &keys, &history, &failed, &persisted,
+    );
     checker.check_history();
     checker.check_final("final state", "the live database's final state", &live);
     checker.check_final(
@@ -1006,6 +1011,9 @@ enum At {
 struct Checker<'h> {
     seed: u64,
     level: TransactionIsolation,
+    /// Whether `Serializable` is the precise validation: serializable by the dependency graph
+    /// (check 5 by cycles), not in commit order.
+    precise: bool,
     keys: &'h KeySpace,
     txns: &'h [Txn],
     failed: &'h BTreeSet<Timestamp>,
@@ -1024,6 +1032,7 @@ impl<'h> Checker<'h> {
     fn new(
         seed: u64,
         level: TransactionIsolation,
+        precise: bool,
         keys: &'h KeySpace,
         txns: &'h [Txn],
         failed: &'h BTreeSet<Timestamp>,
@@ -1041,6 +1050,7 @@ impl<'h> Checker<'h> {
         let mut checker = Self {
             seed,
             level,
+            precise,
             keys,
             txns,
             failed,
@@ -1448,7 +1458,7 @@ impl<'h> Checker<'h> {
                 && !info.read_only
             {
                 self.check_resolutions(i, info);
-                if t.isolation == TransactionIsolation::Serializable {
+                if t.isolation == TransactionIsolation::Serializable && !self.precise {
                     self.check_reads(i, At::BeforeCommit(info.commit_ts));
                 }
             }
@@ -1461,6 +1471,9 @@ impl<'h> Checker<'h> {
                 _ => None,
             })
             .collect();
+        if self.level != TransactionIsolation::ReadCommitted {
+            self.check_dependencies();
+        }
         let silent: Vec<Timestamp> = self.failed.difference(&reported).copied().collect();
         if !silent.is_empty() {
             self.global(
@@ -1470,6 +1483,94 @@ impl<'h> Checker<'h> {
                  Error::Storage for them"
                 ),
             );
+        }
+    }
+
+    /// Check 5 by the dependency graph of the committed snapshot transactions
+    /// (`khonsu_tests::dsg`): `ww` between consecutive replayed versions of a key, `wr` from the
+    /// installer of the version each read or scan saw (at the snapshot) to the reader, `rw`
+    /// from the reader to the installer of the next version (a scan: of every key of its
+    /// range, present or not). `Serializable`: no cycle; `RepeatableRead`: no G-single (a
+    /// cycle with one `rw` edge), leaving out the `ww` edges of blind writes a resolution let
+    /// land on a concurrent commit.
+    fn check_dependencies(&self) {
+        let mut graph = Graph::new(self.txns.len());
+        for (k, vs) in self.versions.iter().enumerate() {
+            for pair in vs.windows(2) {
+                if let [a, b] = pair {
+                    // At `RepeatableRead` a blind write may land on a concurrent commit when
+                    // its resolution says so (check 4 holds it to that): snapshot isolation
+                    // with the user's resolution, whose G-single leaves such edges out.
+                    let concurrent = self.txn(b.txn).snapshot_ts < a.ts;
+                    if concurrent && self.level == TransactionIsolation::RepeatableRead {
+                        continue;
+                    }
+                    let why = format!("{} at {} then {}", key_name(k), a.ts, b.ts);
+                    graph.add(a.txn, b.txn, Edge::Ww, why);
+                }
+            }
+        }
+        for (i, t) in self.txns.iter().enumerate() {
+            if t.committed().is_none() || !t.reads_snapshot() {
+                continue;
+            }
+            let mut own: BTreeSet<usize> = BTreeSet::new();
+            for op in &t.ops {
+                match op {
+                    Op::Read { key, .. } if !own.contains(key) => {
+                        self.read_edges(&mut graph, i, *key, "read");
+                    }
+                    Op::Scan { spec, .. } => {
+                        for &k in &self.keys.sorted {
+                            if !own.contains(&k) && spec.contains(&self.keys.key(k)) {
+                                self.read_edges(&mut graph, i, k, "scan");
+                            }
+                        }
+                    }
+                    Op::Write { key, .. } | Op::Delete { key } => {
+                        own.insert(*key);
+                    }
+                    Op::Read { .. } => {}
+                }
+            }
+        }
+        let name = |i: usize| self.txn(i).name.clone();
+        let found = match self.level {
+            TransactionIsolation::Serializable => graph
+                .cycle()
+                .map(|c| ("serializability (cycle)", c)),
+            _ => graph
+                .g_single()
+                .map(|c| ("snapshot isolation (G-single)", c)),
+        };
+        if let Some((kind, cycle)) = found {
+            let first = cycle.first().map_or(0, |s| s.from);
+            let what = format!(
+                "the committed transactions' dependencies form a cycle:\n{}",
+                dsg::describe(&cycle, name)
+            );
+            let detail: Vec<String> = cycle.iter().map(|s| self.dump(s.to)).collect();
+            self.violation(kind, first, &what, &detail.join("\n"));
+        }
+    }
+
+    /// The `wr` and `rw` edges of transaction `i`'s read of `key` at its snapshot.
+    fn read_edges(&self, graph: &mut Graph, i: usize, key: usize, what: &str) {
+        let t = self.txn(i);
+        let vs = self.versions_of(key);
+        let n = vs.partition_point(|v| v.ts <= t.snapshot_ts);
+        if let Some(seen) = n.checked_sub(1).and_then(|j| vs.get(j)) {
+            let why = format!("{what} of {} saw the version at {}", key_name(key), seen.ts);
+            graph.add(seen.txn, i, Edge::Wr, why);
+        }
+        if let Some(next) = vs.get(n) {
+            let why = format!(
+                "{what} of {} at snapshot {} missed the version at {}",
+                key_name(key),
+                t.snapshot_ts,
+                next.ts
+            );
+            graph.add(i, next.txn, Edge::Rw, why);
         }
     }
 
@@ -1518,6 +1619,15 @@ impl<'h> Checker<'h> {
                     self.violation("commit timestamps", i, &what, "");
                 }
             }
+            // At precise `Serializable` a transaction that wrote nothing without declaring
+            // itself read-only may be the reader of a dangerous structure.
+            Outcome::Conflict {
+                kind: ConflictKind::DangerousStructure,
+                ..
+            } if !writes
+                && !t.read_only
+                && self.precise
+                && t.isolation == TransactionIsolation::Serializable => {}
             Outcome::Conflict { .. } | Outcome::StorageFailed { .. } if !writes => {
                 self.violation(
                     "read-only abort",
@@ -2073,6 +2183,7 @@ fn read_committed_history_is_consistent() {
     run(
         "read_committed_history_is_consistent",
         TransactionIsolation::ReadCommitted,
+        SerializableValidation::Precise,
     );
 }
 
@@ -2081,13 +2192,24 @@ fn repeatable_read_history_is_snapshot_isolated() {
     run(
         "repeatable_read_history_is_snapshot_isolated",
         TransactionIsolation::RepeatableRead,
+        SerializableValidation::Precise,
     );
 }
 
 #[test]
-fn serializable_history_is_serializable_in_commit_order() {
+fn serializable_history_has_no_dependency_cycle() {
     run(
-        "serializable_history_is_serializable_in_commit_order",
+        "serializable_history_has_no_dependency_cycle",
         TransactionIsolation::Serializable,
+        SerializableValidation::Precise,
+    );
+}
+
+#[test]
+fn conservative_serializable_history_is_serializable_in_commit_order() {
+    run(
+        "conservative_serializable_history_is_serializable_in_commit_order",
+        TransactionIsolation::Serializable,
+        SerializableValidation::Conservative,
     );
 }

@@ -457,27 +457,37 @@ impl SsiState {
         if self.mode == SerializableValidation::Conservative {
             return Ok(());
         }
-        // Against the pivot's increment then load (both SeqCst): either it
-        // sees this snapshot and aborts, or this sees it in flight.
+        // Against the pivot's store of `pivot_max` then load of the
+        // maximum (all SeqCst): either it sees this snapshot and aborts, or
+        // this sees its commit timestamp above the snapshot — in flight, or
+        // already published (the snapshot was taken before this store, so
+        // a pivot may have decided and published in between).
         if self.read_only_max.load(Ordering::SeqCst) < snapshot {
             self.read_only_max.fetch_max(snapshot, Ordering::SeqCst);
         }
-        if self.pivots_in_flight.load(Ordering::SeqCst) == 0 {
+        if self.pivot_max.load(Ordering::SeqCst) <= snapshot {
             return Ok(());
         }
         let graph = self.lock();
-        match graph
+        let in_flight = graph
             .in_flight_pivots
             .iter()
-            .find(|&&(earliest, ts)| earliest <= snapshot && snapshot < ts)
+            .map(|&(earliest, ts)| (ts, earliest));
+        let committed = graph
+            .pivots
+            .range(snapshot + 1..)
+            .map(|(&ts, &earliest)| (ts, earliest));
+        match in_flight
+            .chain(committed)
+            .find(|&(ts, earliest)| earliest <= snapshot && snapshot < ts)
         {
-            Some(&(_, ts)) => Err(ts),
+            Some((ts, _)) => Err(ts),
             None => Ok(()),
         }
     }
 
     /// Decides the commit of a read-write `Serializable` transaction with
-    /// pure reads ([`has_pure_reads`]) that holds the intents of every key
+    /// pure reads ([`PureReads`]) that holds the intents of every key
     /// it writes: takes the commit timestamp (inside the decision, so that
     /// decisions follow commit order), follows its reads' rw-antidependencies,
     /// and aborts it if it would close a dangerous structure. Otherwise it
@@ -527,9 +537,12 @@ impl SsiState {
             finished: false,
         };
         if let Some((earliest, target)) = &edges.earliest {
-            // A pivot: against read-only snapshots first (the increment,
-            // then the load; see `note_read_only_snapshot`).
+            // A pivot: against read-only snapshots first (the stores, then
+            // the load; see `note_read_only_snapshot`). `pivot_max` may stay
+            // raised by a pivot that aborts: read-only snapshots then only
+            // look at the pivots once more.
             self.pivots_in_flight.fetch_add(1, Ordering::SeqCst);
+            self.pivot_max.fetch_max(commit_ts, Ordering::SeqCst);
             graph.in_flight_pivots.push((*earliest, commit_ts));
             registration.pivot = true;
             let read_only = self.read_only_max.load(Ordering::SeqCst);
@@ -542,7 +555,6 @@ impl SsiState {
                 ));
             }
             graph.pivots.insert(commit_ts, *earliest);
-            self.pivot_max.fetch_max(commit_ts, Ordering::SeqCst);
         }
         registration.reader = Some(Self::register(
             &mut graph, tracker, reads, commit_ts, false, snapshots, oracle,
