@@ -1,8 +1,9 @@
 //! Randomized history checker: several threads run random transactions against one database
 //! while long-lived snapshots stay open, a thread collects garbage in a loop and the storage
 //! fails now and then; every transaction's history is recorded, and afterwards the committed
-//! writes are replayed in commit-timestamp order and every observation is checked against the
-//! replay.
+//! writes are replayed in commit-timestamp order, every observation is checked against the
+//! replay, and the dependency graph of the committed transactions is checked for cycles
+//! (`khonsu_tests::dsg`).
 //!
 //! # The workload
 //!
@@ -10,11 +11,13 @@
 //! over 18 keys — twelve short ones (`s/00`..`s/11`, four of them hot) and six of about 200
 //! bytes (`l/00/xxx…`), so both the inline and the heap key paths are used. A transaction makes
 //! one to five steps (one in ten makes eight to sixteen, yielding in between, so lifetimes
-//! overlap): point reads, range scans (`scan` with every kind of bound, `scan_prefix`), blind
+//! overlap): point reads, range scans (`scan` with every kind of bound, `scan_prefix`,
+//! `scan_iter` with a limit, forwards or in reverse — recorded as the stretch it went
+//! through), blind
 //! writes, deletes, read-modify-writes, and toggles that delete a present key or insert an
 //! absent one (keys come and go all the time). Each transaction picks its conflict resolution
-//! (`Fail`, `Replace`, `Ignore`, `Append`) at random; one in eight is read-only, one in twelve
-//! read-write ones rolls back. A value is a one-column `Int64` batch holding a write id unique
+//! (`Fail`, `Replace`, `Ignore`, `Append`) at random; one in eight is read-only (one in four of
+//! those reads at a snapshot pin taken for it), one in twelve read-write ones rolls back. A value is a one-column `Int64` batch holding a write id unique
 //! in the run, so every value read names the write that produced it (an `Append` holds the
 //! ids of every batch it concatenated, the installing write last).
 //!
@@ -63,9 +66,15 @@
 //!    for a key not written; an ignored write is not in the state (the replay leaves it out, and
 //!    every later read, the final state, the storage and the recovered state must agree).
 //! 5. **Serializable** (`docs/isolation.md`: serializable among `Serializable` transactions;
-//!    every transaction of that test is one): each committed writer's reads and scans equal
-//!    the replayed state just before its commit timestamp, and read-only transactions read the
-//!    state at their snapshot (1) — so the history is serializable in commit-timestamp order.
+//!    every transaction of that test is one): the committed transactions' dependency graph —
+//!    `ww` between consecutive replayed versions, `wr` from the installer of each version a
+//!    read or scan saw, `rw` to the installer of the next one (every key of a scanned range)
+//!    — has no cycle. With the conservative validation, moreover, each committed writer's
+//!    reads and scans equal the replayed state just before its commit timestamp (serializable
+//!    in commit-timestamp order). At `RepeatableRead` the graph has no G-single (a cycle with
+//!    one `rw` edge; `ww` edges of blind writes a resolution let land on a concurrent commit
+//!    left out). A transaction that wrote nothing and did not declare itself read-only may
+//!    abort at precise `Serializable` (a dangerous structure's reader).
 //! 6. **Durability and recovery.** Every acknowledged commit was written to storage with
 //!    exactly the mutations the replay installs (an all-ignored commit as an empty record)
 //!    before `commit` returned; no storage write holds an unacknowledged commit; every
@@ -448,6 +457,28 @@ impl<'a> Live<'a> {
         Self { db, keys, txn, rec }
     }
 
+    /// A read-only transaction at a snapshot pin taken now (`pin_snapshot`, then
+    /// `SnapshotPin::start_transaction`); the pin is dropped once the transaction started.
+    fn begin_pinned(db: &'a Khonsu, keys: &'a KeySpace, name: String) -> Self {
+        let before = db.visible_ts();
+        let pin = db.pin_snapshot();
+        let after = db.visible_ts();
+        let txn = pin.start_transaction();
+        drop(pin);
+        let rec = Txn {
+            name,
+            id: txn.id(),
+            isolation: txn.isolation(),
+            resolution: txn.conflict_resolution(),
+            read_only: txn.is_read_only(),
+            snapshot_ts: txn.snapshot_ts(),
+            begin: (before, after),
+            ops: Vec::new(),
+            outcome: Outcome::Open,
+        };
+        Self { db, keys, txn, rec }
+    }
+
     fn read(&mut self, key: usize) -> bool {
         let lo = self.db.visible_ts();
         let got = ok(self.txn.read(self.keys.key(key)), "read").map(|b| values(&b));
@@ -469,6 +500,40 @@ impl<'a> Live<'a> {
         let hi = self.db.visible_ts();
         let got = rows.iter().map(|(k, b)| (k.clone(), values(b))).collect();
         self.rec.ops.push(Op::Scan { spec, lo, hi, got });
+    }
+
+    /// A streaming scan of a range (not a prefix) yielding at most `limit` rows, forwards
+    /// or in reverse; recorded as the stretch it went through (the whole range once it ran
+    /// out, else up to the last row it yielded), rows in key order.
+    fn scan_iter(&mut self, spec: &ScanSpec, limit: usize, reverse: bool) {
+        let lo = self.db.visible_ts();
+        let range = (spec.start.clone(), spec.end.clone());
+        let iter = self.txn.scan_iter(range).limit(limit);
+        let iter = if reverse { iter.reverse() } else { iter };
+        let mut rows: Vec<(Key, Arc<RecordBatch>)> =
+            iter.map(|row| ok(row, "scan_iter")).collect();
+        let hi = self.db.visible_ts();
+        let stretch = match rows.last() {
+            Some((last, _)) if rows.len() == limit && reverse => ScanSpec {
+                start: Bound::Included(last.clone()),
+                end: spec.end.clone(),
+                prefix: None,
+            },
+            Some((last, _)) if rows.len() == limit => ScanSpec {
+                start: spec.start.clone(),
+                end: Bound::Included(last.clone()),
+                prefix: None,
+            },
+            _ => spec.clone(),
+        };
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        let got = rows.iter().map(|(k, b)| (k.clone(), values(b))).collect();
+        self.rec.ops.push(Op::Scan {
+            spec: stretch,
+            lo,
+            hi,
+            got,
+        });
     }
 
     fn read_everything(&mut self) {
@@ -646,7 +711,12 @@ fn random_txn(ctx: &Ctx<'_>, rng: &mut Rng, name: String, next_id: &mut i64) -> 
         .isolation(ctx.level)
         .conflict_resolution(resolution)
         .read_only(read_only);
-    let mut t = Live::begin(ctx.db, keys, name, options);
+    // One read-only transaction in four reads at a snapshot pin.
+    let mut t = if read_only && rng.below(4) == 0 {
+        Live::begin_pinned(ctx.db, keys, name)
+    } else {
+        Live::begin(ctx.db, keys, name, options)
+    };
     let steps = if rng.below(10) == 0 {
         8 + rng.index(9)
     } else {
@@ -659,18 +729,24 @@ fn random_txn(ctx: &Ctx<'_>, rng: &mut Rng, name: String, next_id: &mut i64) -> 
     for _ in 0..steps {
         let key = pick_key(rng);
         let roll = rng.below(100);
+        let spec = keys.pick_scan(rng);
+        let streaming = spec.prefix.is_none() && rng.below(3) == 0;
+        let (limit, reverse) = (1 + rng.index(4), rng.below(2) == 0);
         if read_only {
             if roll < 70 {
                 t.read(key);
+            } else if streaming {
+                t.scan_iter(&spec, limit, reverse);
             } else {
-                t.scan(keys.pick_scan(rng));
+                t.scan(spec);
             }
         } else {
             match roll {
                 0..28 => {
                     t.read(key);
                 }
-                28..40 => t.scan(keys.pick_scan(rng)),
+                28..40 if streaming => t.scan_iter(&spec, limit, reverse),
+                28..40 => t.scan(spec),
                 40..60 => t.write(key, fresh()),
                 60..70 => t.delete(key),
                 70..86 => {
