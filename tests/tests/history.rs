@@ -510,8 +510,7 @@ impl<'a> Live<'a> {
         let range = (spec.start.clone(), spec.end.clone());
         let iter = self.txn.scan_iter(range).limit(limit);
         let iter = if reverse { iter.reverse() } else { iter };
-        let mut rows: Vec<(Key, Arc<RecordBatch>)> =
-            iter.map(|row| ok(row, "scan_iter")).collect();
+        let mut rows: Vec<(Key, Arc<RecordBatch>)> = iter.map(|row| ok(row, "scan_iter")).collect();
         let hi = self.db.visible_ts();
         let stretch = match rows.last() {
             Some((last, _)) if rows.len() == limit && reverse => ScanSpec {
@@ -1612,9 +1611,9 @@ impl<'h> Checker<'h> {
         }
         let name = |i: usize| self.txn(i).name.clone();
         let found = match self.level {
-            TransactionIsolation::Serializable => graph
-                .cycle()
-                .map(|c| ("serializability (cycle)", c)),
+            TransactionIsolation::Serializable => {
+                graph.cycle().map(|c| ("serializability (cycle)", c))
+            }
             _ => graph
                 .g_single()
                 .map(|c| ("snapshot isolation (G-single)", c)),
