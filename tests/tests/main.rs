@@ -31,6 +31,7 @@ mod reclamation_interference;
 mod rollback;
 mod scan_lost_update;
 mod single_process_open;
+mod ssi_attack;
 mod storage_failure;
 mod stress_atomic_visibility;
 mod stress_bank;

@@ -662,10 +662,10 @@ impl SsiState {
         if self.mode == SerializableValidation::Conservative {
             return Ok(());
         }
-        let may_be_in = self.pivot_max.load(Ordering::SeqCst) > snapshot
-            || self.pivots_in_flight.load(Ordering::SeqCst) != 0;
-        // A later pivot must have started before our snapshot: none is
-        // open if the oldest open snapshot is ours.
+        // The oldest open snapshot first, then the pivots: a pivot that
+        // could use our reads is open (and older than our snapshot) when
+        // the oldest is taken, or it had already decided — and raised
+        // `pivot_max` before releasing its snapshot.
         // (Cached pins leave out expired snapshots, whose transactions may
         // still be deciding: with a maximum age, look at every slot.)
         let oldest = if snapshots.max_age().is_some() {
@@ -674,6 +674,8 @@ impl SsiState {
             snapshots.with_recent_pins(oracle, Pins::oldest)
         };
         let may_be_read = oldest < snapshot;
+        let may_be_in = self.pivot_max.load(Ordering::SeqCst) > snapshot
+            || self.pivots_in_flight.load(Ordering::SeqCst) != 0;
         if !may_be_in && !may_be_read {
             return Ok(());
         }

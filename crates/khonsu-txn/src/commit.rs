@@ -82,13 +82,18 @@ pub struct CommitInfo {
 }
 
 /// What the pipeline needs of a transaction.
-pub(crate) struct CommitRequest<'a> {
+pub(crate) struct CommitRequest<'a, 'y> {
     /// The transaction's id, for errors.
     pub(crate) txn_id: u64,
     /// Its isolation level, conflict resolution and snapshot.
     pub(crate) policy: WritePolicy,
     /// What it read and wrote, sealed ([`DependencyTracker::seal`]).
     pub(crate) footprint: &'a DependencyTracker,
+    /// Fails once the transaction's snapshot is older than the maximum
+    /// age. Checked again after the decision: reclamation stops keeping
+    /// what an expired snapshot read (a version, a key's head) the moment
+    /// it expires, which could hide an overwrite from the decision.
+    pub(crate) still_young: &'y dyn Fn() -> Result<()>,
 }
 
 /// One written key on its way through the pipeline.
@@ -122,7 +127,7 @@ struct InFlight<'a> {
 /// is the [`Published`] it returns.
 pub(crate) fn commit<'s>(
     shared: &'s Shared,
-    request: &CommitRequest<'s>,
+    request: &CommitRequest<'s, '_>,
 ) -> Result<(CommitInfo, Published<'s>)> {
     let txn_id = request.txn_id;
     let mut flight = InFlight {
@@ -199,6 +204,9 @@ pub(crate) fn commit<'s>(
         }
         commit_ts
     };
+    // Still young after the decision, so young throughout it: nothing it
+    // looked at was reclaimed under it.
+    (request.still_young)()?;
 
     // 5. Settle every write against the newest committed version.
     let (info, mutations) = settle(shared, request, &mut flight.slots, commit_ts)?;
@@ -316,7 +324,7 @@ fn install(
 /// two committers never wait on each other in a cycle.
 fn take_intents<'a>(
     shared: &'a Shared,
-    request: &CommitRequest<'a>,
+    request: &CommitRequest<'a, '_>,
     slots: &mut SmallVec<[Slot<'a>; INLINE_INTENTS]>,
 ) -> Result<()> {
     let txn_id = request.txn_id;
@@ -369,7 +377,7 @@ fn take_intents<'a>(
 /// thread, so that the group writer only copies bytes.
 fn settle(
     shared: &Shared,
-    request: &CommitRequest<'_>,
+    request: &CommitRequest<'_, '_>,
     slots: &mut [Slot<'_>],
     commit_ts: Timestamp,
 ) -> Result<(CommitInfo, Vec<StorageMutation>)> {

@@ -683,14 +683,22 @@ impl Transaction {
                 && (tracker.point_read_count() > 0 || !tracker.range_reads().is_empty())
             {
                 let shared = &self.shared;
-                if let Err(conflict) = shared.ssi.commit_read_only(
-                    tracker,
-                    &shared.buffer,
-                    &shared.oracle,
-                    &shared.snapshots,
-                    self.snapshot_ts,
-                ) {
-                    let err = AbortedSnafu { txn_id: self.id }.into_error((*conflict).into());
+                let decided = shared
+                    .ssi
+                    .commit_read_only(
+                        tracker,
+                        &shared.buffer,
+                        &shared.oracle,
+                        &shared.snapshots,
+                        self.snapshot_ts,
+                    )
+                    .map_err(|conflict| {
+                        AbortedSnafu { txn_id: self.id }.into_error((*conflict).into())
+                    })
+                    // Young after the decision, so nothing it looked at was
+                    // reclaimed under it (an expired snapshot's key heads go).
+                    .and_then(|()| self.check_age());
+                if let Err(err) = decided {
                     shared.counters.aborted(&err);
                     return Err(err);
                 }
@@ -709,6 +717,7 @@ impl Transaction {
             return Err(err);
         }
         footprint.seal();
+        let still_young = || self.check_age();
         let request = CommitRequest {
             txn_id: self.id,
             policy: WritePolicy {
@@ -717,6 +726,7 @@ impl Transaction {
                 snapshot: self.snapshot_ts,
             },
             footprint: &footprint,
+            still_young: &still_young,
         };
         let result = crate::commit::commit(&self.shared, &request).map(|(info, published)| {
             // Committed: the transaction reads nothing more, so its

@@ -231,16 +231,22 @@ impl Head {
     pub(super) fn first_after(&self, ts: Timestamp) -> Option<(Timestamp, bool)> {
         let guard = Guard::new();
         let mut first: Option<Timestamp> = None;
-        for version in self.chain(&guard) {
+        let mut cursor = self.newest.load(Ordering::Acquire, &guard).as_ref();
+        while let Some(version) = cursor {
             if version.ts <= ts {
                 break;
             }
+            // The link before the mark: a pruner marks, then relinks, so a
+            // walk that follows a new link sees the mark of the run it
+            // skips (release/acquire).
+            let older = version.older.load(Ordering::Acquire, &guard).as_ref();
             let mut earliest = version.ts;
             match version.pruned_below.load(Ordering::Acquire) {
                 0 => {}
                 below => earliest = earliest.min(below),
             }
             first = Some(first.map_or(earliest, |f| f.min(earliest)));
+            cursor = older;
         }
         // A mark at or below `ts` comes from versions pruned on both sides
         // of it: the first one after it is not known, only that it came
