@@ -1,7 +1,9 @@
 //! The commit pipeline.
 //!
 //! ```text
-//!  1. read-only?  ──yes──► done: serialized at the snapshot, never aborts
+//!  1. read-only?  ──yes──► done: serialized at the snapshot (precise
+//!                           Serializable, undeclared: the reader's
+//!                           dangerous-structure test first)
 //!  2. take write intents, in key order          (TxnBuffer::lock)
 //!  3. commit timestamp                          (TimestampOracle::allocate)
 //!  4. Serializable with reads of keys it does not write: the timestamp

@@ -196,7 +196,7 @@ impl Counters {
 pub struct Metrics {
     /// Commits of transactions that wrote something.
     pub commits: u64,
-    /// Commits of transactions that wrote nothing (they never abort).
+    /// Commits of transactions that wrote nothing.
     pub read_only_commits: u64,
     /// Failed commits (and `atomically` bodies that gave up), by why.
     pub aborts: Aborts,

@@ -189,7 +189,12 @@
 //! | `RepeatableRead` (snapshot isolation) | the snapshot at start; own writes | + OTV, PMP, P4, G-single | write skew |
 //! | `Serializable` | the snapshot at start; own writes | every cycle, phantoms through `scan`, the read-only anomaly | nothing |
 //!
-//! Read-only transactions never abort, at any level.
+//! Transactions declared read-only (`TransactionOptions::read_only(true)`,
+//! snapshot pins) never abort, at any level. `Serializable` is precise
+//! (commit-time serializable snapshot isolation): a transaction aborts only
+//! if committing would close a dangerous structure
+//! ([`ConflictKind::DangerousStructure`]); one that only read without
+//! declaring it may be such a structure's reader.
 //!
 //! ## Appends that never conflict
 //!
