@@ -443,18 +443,7 @@ impl<'a> Live<'a> {
         let before = db.visible_ts();
         let txn = db.start_transaction_with(options);
         let after = db.visible_ts();
-        let rec = Txn {
-            name,
-            id: txn.id(),
-            isolation: txn.isolation(),
-            resolution: txn.conflict_resolution(),
-            read_only: txn.is_read_only(),
-            snapshot_ts: txn.snapshot_ts(),
-            begin: (before, after),
-            ops: Vec::new(),
-            outcome: Outcome::Open,
-        };
-        Self { db, keys, txn, rec }
+        Self::started(db, keys, name, txn, (before, after))
     }
 
     /// A read-only transaction at a snapshot pin taken now (`pin_snapshot`, then
@@ -465,6 +454,18 @@ impl<'a> Live<'a> {
         let after = db.visible_ts();
         let txn = pin.start_transaction();
         drop(pin);
+        Self::started(db, keys, name, txn, (before, after))
+    }
+
+    /// Starts recording `txn`, begun while the visible timestamp went from `begin.0` to
+    /// `begin.1`.
+    fn started(
+        db: &'a Khonsu,
+        keys: &'a KeySpace,
+        name: String,
+        txn: Transaction,
+        begin: (Timestamp, Timestamp),
+    ) -> Self {
         let rec = Txn {
             name,
             id: txn.id(),
@@ -472,7 +473,7 @@ impl<'a> Live<'a> {
             resolution: txn.conflict_resolution(),
             read_only: txn.is_read_only(),
             snapshot_ts: txn.snapshot_ts(),
-            begin: (before, after),
+            begin,
             ops: Vec::new(),
             outcome: Outcome::Open,
         };

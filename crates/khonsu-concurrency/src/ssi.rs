@@ -52,7 +52,7 @@ use crate::{Conflict, ConflictKind, ConflictTarget, DependencyTracker};
 pub enum SerializableValidation {
     /// Commit-time serializable snapshot isolation: abort only a
     /// transaction in a dangerous structure whose last transaction
-    /// committed first (module [`ssi`](self) docs).
+    /// committed first ([`SsiState`]).
     #[default]
     Precise,
     /// Abort any read-write transaction whose read was overwritten by a
