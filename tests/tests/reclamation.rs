@@ -188,3 +188,38 @@ fn insert_delete_churn_stays_bounded() {
     assert_eq!(s.keys, 1, "{s:?}");
     assert_eq!(s.versions, 1, "{s:?}");
 }
+
+/// Threads that exit right after using the database must not abort the process. Heads of
+/// deleted keys that reclamation unlinks are freed by crossbeam-epoch's deferred destruction,
+/// which any thread may run — also while it exits, when its pinning in crossbeam's
+/// thread-local destructor happens to collect (every 128th pin) after `sdd`'s thread-local
+/// collector is already gone; a head that still held its versions then released them through
+/// that collector, panicked inside a thread-local destructor, and aborted the process (seen
+/// once in the stress tests). Threads here pin from 0 to 255 times before exiting, so one in
+/// each round of 128 exits collecting, while other threads keep unlinking heads.
+#[test]
+fn threads_exit_cleanly_while_reclaimed_heads_are_freed() {
+    let db = db(TransactionIsolation::Serializable, ConflictResolution::Fail);
+    for round in 0..512_u64 {
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                for k in 0..4_u64 {
+                    let key = 1_000 + round * 4 + k;
+                    seed_values(&db, &[(key, 1)]);
+                    let mut t = db.start_transaction();
+                    delete(&mut t, key);
+                    commit(t);
+                }
+                db.collect_garbage();
+            });
+            s.spawn(|| {
+                for _ in 0..round % 256 {
+                    let mut t = db.start_transaction();
+                    let seen = read(&mut t, 1_000 + round * 4);
+                    assert!(matches!(seen, None | Some(1)), "{seen:?}");
+                }
+            });
+        });
+    }
+    assert_eq!(db.stats().keys, 0, "every deleted key's head was reclaimed");
+}

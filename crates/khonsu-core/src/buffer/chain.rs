@@ -129,6 +129,15 @@ fn cut(link: &AtomicShared<Version>) {
     }
 }
 
+impl Head {
+    /// Drops the head's reference to its versions (they are reclaimed by
+    /// `sdd` once no guard can reach them); the caller holds the key and is
+    /// unlinking the head.
+    pub(super) fn let_go_of_versions(&self) {
+        drop(self.newest.swap((None, Tag::None), Ordering::AcqRel));
+    }
+}
+
 impl Drop for Head {
     fn drop(&mut self) {
         // The skiplist frees a head only when no entry (hence no reader)

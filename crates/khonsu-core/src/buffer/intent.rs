@@ -50,8 +50,17 @@ impl<'a> CountedHead<'a> {
     /// while counted). The caller holds the key, so no committer is between
     /// taking it and installing; lockers that meet `DEAD` look the key up
     /// again.
+    ///
+    /// The head's versions are let go here, in this thread, not when the
+    /// skiplist frees the head: that happens in whichever thread next
+    /// collects the epoch's garbage — possibly while a thread exits, after
+    /// `sdd`'s thread-local collector is gone, where releasing a version
+    /// would panic in a thread-local destructor and abort the process.
+    /// (Only a tombstone is left when a key's head goes; a reader still
+    /// holding the head finds no version, which reads as absent too.)
     fn unlink(&self) {
         state::mark_dead(&self.head().word);
+        self.head().let_go_of_versions();
         self.entry().remove(&epoch::pin());
     }
 }
