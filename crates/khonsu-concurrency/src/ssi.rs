@@ -353,9 +353,9 @@ pub struct SsiState {
     /// The newest snapshot of a declared read-only `Serializable`
     /// transaction or a snapshot pin.
     read_only_max: AtomicU64,
-    /// Pivots decided and not yet published (their count).
-    pivots_in_flight: AtomicU64,
-    /// The newest commit timestamp of a pivot.
+    /// The newest commit timestamp of a pivot, raised when it decides
+    /// (before it publishes; an aborted pivot leaves it raised): every
+    /// pivot in flight or committed above a snapshot is above it.
     pivot_max: AtomicU64,
 }
 
@@ -380,7 +380,7 @@ impl SsiRegistration<'_> {
     pub fn finish(mut self) {
         self.finished = true;
         if self.pivot {
-            self.state.leave_in_flight(self.commit_ts, false);
+            self.state.leave_in_flight(self.commit_ts);
         }
     }
 }
@@ -398,7 +398,7 @@ impl Drop for SsiRegistration<'_> {
         if self.pivot {
             graph.pivots.remove(&self.commit_ts);
             drop(graph);
-            self.state.leave_in_flight(self.commit_ts, true);
+            self.state.leave_in_flight(self.commit_ts);
         }
     }
 }
@@ -435,12 +435,10 @@ impl SsiState {
         self.graph.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn leave_in_flight(&self, commit_ts: Timestamp, aborted: bool) {
-        let mut graph = self.lock();
-        graph.in_flight_pivots.retain(|&(_, ts)| ts != commit_ts);
-        drop(graph);
-        let _ = aborted;
-        self.pivots_in_flight.fetch_sub(1, Ordering::SeqCst);
+    fn leave_in_flight(&self, commit_ts: Timestamp) {
+        self.lock()
+            .in_flight_pivots
+            .retain(|&(_, ts)| ts != commit_ts);
     }
 
     /// Registers a read-only snapshot at `snapshot` (a declared read-only
@@ -541,7 +539,6 @@ impl SsiState {
             // the load; see `note_read_only_snapshot`). `pivot_max` may stay
             // raised by a pivot that aborts: read-only snapshots then only
             // look at the pivots once more.
-            self.pivots_in_flight.fetch_add(1, Ordering::SeqCst);
             self.pivot_max.fetch_max(commit_ts, Ordering::SeqCst);
             graph.in_flight_pivots.push((*earliest, commit_ts));
             registration.pivot = true;
@@ -674,8 +671,8 @@ impl SsiState {
             snapshots.with_recent_pins(oracle, Pins::oldest)
         };
         let may_be_read = oldest < snapshot;
-        let may_be_in = self.pivot_max.load(Ordering::SeqCst) > snapshot
-            || self.pivots_in_flight.load(Ordering::SeqCst) != 0;
+        // (A pivot in flight commits above any published snapshot.)
+        let may_be_in = self.pivot_max.load(Ordering::SeqCst) > snapshot;
         if !may_be_in && !may_be_read {
             return Ok(());
         }

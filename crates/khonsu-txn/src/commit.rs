@@ -153,9 +153,9 @@ pub(crate) fn commit<'s>(
         // Precise: the timestamp and the dangerous-structure test in one
         // step (khonsu_concurrency::SsiState). A transaction whose reads
         // are all of keys it writes needs neither: write-write checks
-        // them, and it can be no pivot.
-        // The newest concurrent commit a write lands on (under our intents,
-        // final): a write-write edge from a concurrent transaction.
+        // them, and it can be no pivot. `overwrites`: the newest
+        // concurrent commit a write lands on (final under our intents), a
+        // write-write edge from a concurrent transaction.
         let overwrites = flight
             .slots
             .iter()

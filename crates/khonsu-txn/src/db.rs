@@ -544,6 +544,7 @@ impl Khonsu {
     #[must_use]
     pub fn stats(&self) -> Stats {
         let buffer = self.shared.buffer.stats();
+        let (serializable_readers, serializable_pivots) = self.shared.ssi.tracked();
         Stats {
             keys: buffer.keys,
             versions: buffer.versions,
@@ -552,8 +553,8 @@ impl Khonsu {
             deferred_keys: self.shared.buffer.deferred_len(),
             open_transactions: self.shared.snapshots.active(),
             oldest_snapshot: self.shared.snapshots.oldest(),
-            serializable_readers: self.shared.ssi.tracked().0,
-            serializable_pivots: self.shared.ssi.tracked().1,
+            serializable_readers,
+            serializable_pivots,
         }
     }
 
